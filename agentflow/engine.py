@@ -1,0 +1,402 @@
+"""The Engine: registered workflows plus the operations on their runs."""
+
+from __future__ import annotations
+
+import time
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import anyio
+
+from ._serde import dumps, restore
+from .errors import RunFailedError, WaitTimeoutError, WorkflowNotFoundError
+from .models import (
+    ApprovalDecision,
+    AttemptError,
+    EventRecord,
+    LogEntry,
+    Run,
+    StepRecord,
+    WaitpointRecord,
+)
+from .retry import RetryPolicy
+from .status import RunStatus
+from .storage import Database, NewRun, Store
+from .storage.database import Synchronous
+from .workflow import Workflow, seconds
+
+if TYPE_CHECKING:
+    from .worker import Worker
+
+__all__ = ["Engine", "RunHandle"]
+
+O = TypeVar("O")
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True)
+class RunHandle(Generic[O]):
+    """A reference to a run returned by :meth:`Engine.trigger`."""
+
+    id: str
+    engine: Engine
+    workflow: Workflow[Any, O]
+    created: bool = True
+
+    async def get(self) -> Run:
+        return await self.engine.get_run(self.id)
+
+    async def wait(self, timeout: float | None = None) -> Run:
+        return await self.engine.wait(self.id, timeout=timeout)
+
+    async def result(self, timeout: float | None = None) -> O:
+        """Wait for the run and return its output, typed by the workflow's return annotation.
+
+        Raises:
+            RunFailedError: the run failed, was cancelled or timed out.
+            WaitTimeoutError: the run did not finish within ``timeout``.
+        """
+        run = await self.wait(timeout)
+        if run.status is not RunStatus.COMPLETED:
+            raise RunFailedError(run.id, run.status.value, run.error)
+        return restore(dumps(run.output), self.workflow.output_type)  # type: ignore[no-any-return]
+
+
+class Engine:
+    """Registered workflows and the operations on their runs.
+
+    ``database_url`` defaults to ``AGENTFLOW_DATABASE_URL`` or a SQLite file at
+    ``.agentflow/agentflow.db`` under the working directory. The schema is migrated on first use.
+    """
+
+    def __init__(
+        self,
+        database_url: str | None = None,
+        workflows: Iterable[Workflow[Any, Any]] = (),
+        *,
+        step_retry: RetryPolicy | None = None,
+        idempotency_ttl: float | timedelta = timedelta(hours=24),
+        sqlite_synchronous: Synchronous | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = Database(database_url, sqlite_synchronous=sqlite_synchronous)
+        self.clock = clock
+        self.step_retry = step_retry or RetryPolicy()
+        self.idempotency_ttl = seconds(idempotency_ttl)
+        self._store = Store(self.db, clock)
+        self._workflows: dict[str, Workflow[Any, Any]] = {}
+        for wf in workflows:
+            self.register(wf)
+        self._started = False
+        self._start_lock: anyio.Lock | None = None
+        self._workers: weakref.WeakSet[Worker] = weakref.WeakSet()
+        self._done_events: dict[str, anyio.Event] = {}
+
+    # -- setup ---------------------------------------------------------------------------
+
+    @property
+    def database_url(self) -> str:
+        return self.db.url
+
+    @property
+    def workflows(self) -> dict[str, Workflow[Any, Any]]:
+        return dict(self._workflows)
+
+    def register(self, wf: Workflow[Any, Any]) -> Workflow[Any, Any]:
+        if not isinstance(wf, Workflow):
+            raise TypeError(f"{wf!r} is not a workflow; decorate it with @workflow")
+        existing = self._workflows.get(wf.id)
+        if existing is not None and existing is not wf:
+            raise ValueError(f"another workflow is already registered as {wf.id!r}")
+        self._workflows[wf.id] = wf
+        return wf
+
+    def get_workflow(self, workflow: Workflow[Any, O] | str) -> Workflow[Any, O]:
+        """Raises: WorkflowNotFoundError naming the registered workflows."""
+        if isinstance(workflow, Workflow):
+            return self._workflows.get(workflow.id, workflow)
+        try:
+            return self._workflows[workflow]
+        except KeyError:
+            raise WorkflowNotFoundError(workflow, list(self._workflows)) from None
+
+    async def start(self) -> None:
+        """Open the database and bring its schema up to date (done on first use anyway)."""
+        if self._started:
+            return
+        if self._start_lock is None:
+            self._start_lock = anyio.Lock()
+        async with self._start_lock:
+            if not self._started:
+                await self._store.migrate()
+                self._started = True
+
+    async def close(self) -> None:
+        for worker in list(self._workers):
+            worker.stop()
+        await anyio.to_thread.run_sync(self.db.close)
+        self._started = False
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- triggering ----------------------------------------------------------------------
+
+    async def trigger(
+        self,
+        workflow: Workflow[Any, O] | str,
+        payload: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        idempotency_ttl: float | timedelta | None = None,
+        delay: float | timedelta | None = None,
+        run_at: datetime | None = None,
+        tags: Sequence[str] = (),
+        priority: int | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> RunHandle[O]:
+        """Start a run. The payload is validated first; an invalid one creates no run.
+
+        With ``idempotency_key``, a second trigger of the same workflow with the same key
+        (within ``idempotency_ttl``, 24 h by default) returns the first run and starts nothing.
+
+        Raises:
+            WorkflowNotFoundError: unknown workflow id.
+            PayloadValidationError: the payload does not match the workflow's model.
+        """
+        wf = self.get_workflow(workflow)
+        value = wf.validate_payload(payload)
+        await self.start()
+        now = self.clock()
+        available = now
+        if delay is not None:
+            available = now + (seconds(delay) or 0.0)
+        if run_at is not None:
+            if run_at.tzinfo is None:
+                raise ValueError("run_at needs a timezone-aware datetime")
+            available = run_at.timestamp()
+        ttl = seconds(idempotency_ttl) if idempotency_ttl is not None else self.idempotency_ttl
+        spec = NewRun(
+            workflow_id=wf.id,
+            workflow_version=wf.version,
+            payload=wf.dump_payload(value),
+            status=(RunStatus.DELAYED if available > now else RunStatus.QUEUED).value,
+            available_at=available,
+            tags=list(tags),
+            metadata=metadata or {},
+            priority=wf.priority if priority is None else priority,
+            queue=wf.queue,
+            idempotency_key=idempotency_key,
+            idempotency_ttl=ttl,
+        )
+        row, created = await self._store.create_run(spec)
+        if created and available <= now:
+            self._notify_work()
+        return RunHandle(row["id"], self, wf, created)
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def get_run(self, run_id: str) -> Run:
+        """Raises: RunNotFoundError."""
+        await self.start()
+        return Run.from_row(await self._store.get_run(run_id))
+
+    async def list_runs(
+        self,
+        *,
+        workflow: str | None = None,
+        status: RunStatus | str | Sequence[RunStatus | str] | None = None,
+        tag: str | None = None,
+        parent_id: str | None = None,
+        limit: int = 50,
+        created_before: datetime | None = None,
+    ) -> list[Run]:
+        """Runs, newest first. Page with ``created_before`` = the last run's ``created_at``."""
+        await self.start()
+        statuses: list[str] = []
+        if isinstance(status, str):
+            statuses = [RunStatus(status).value]
+        elif status is not None:
+            statuses = [RunStatus(s).value for s in status]
+        rows = await self._store.list_runs(
+            workflow_id=workflow,
+            status=statuses,
+            tag=tag,
+            parent_id=parent_id,
+            limit=limit,
+            created_before=None if created_before is None else created_before.timestamp(),
+        )
+        return [Run.from_row(r) for r in rows]
+
+    async def get_steps(self, run_id: str) -> list[StepRecord]:
+        await self.start()
+        return [StepRecord.from_row(r) for r in await self._store.get_steps(run_id)]
+
+    async def get_logs(self, run_id: str, *, after_id: int = 0) -> list[LogEntry]:
+        await self.start()
+        return [LogEntry.from_row(r) for r in await self._store.get_logs(run_id, after_id=after_id)]
+
+    async def get_errors(self, run_id: str) -> list[AttemptError]:
+        """Every failed attempt of the run and its steps, oldest first, with tracebacks."""
+        await self.start()
+        return [AttemptError.from_row(r) for r in await self._store.get_attempt_errors(run_id)]
+
+    async def list_waitpoints(
+        self, *, run_id: str | None = None, kind: str | None = None, status: str | None = None
+    ) -> list[WaitpointRecord]:
+        await self.start()
+        rows = await self._store.get_waitpoints(run_id=run_id, kind=kind, status=status)
+        return [WaitpointRecord.from_row(r) for r in rows]
+
+    async def pending_approvals(self, run_id: str | None = None) -> list[WaitpointRecord]:
+        return await self.list_waitpoints(run_id=run_id, kind="approval", status="pending")
+
+    async def list_events(self, *, name: str | None = None, limit: int = 50) -> list[EventRecord]:
+        await self.start()
+        return [
+            EventRecord.from_row(r) for r in await self._store.list_events(name=name, limit=limit)
+        ]
+
+    async def wait(self, run_id: str, timeout: float | None = None) -> Run:
+        """Wait until the run ends and return it. The run goes on if this gives up.
+
+        Raises:
+            WaitTimeoutError: it did not end within ``timeout`` seconds.
+            RunNotFoundError: no such run.
+        """
+        interval = 0.005
+        with anyio.move_on_after(timeout if timeout is not None else float("inf")):
+            while True:
+                event = self._done_events.get(run_id)
+                if event is None:
+                    event = self._done_events[run_id] = anyio.Event()
+                run = await self.get_run(run_id)
+                if run.status.is_terminal:
+                    self._done_events.pop(run_id, None)
+                    return run
+                with anyio.move_on_after(interval):
+                    await event.wait()
+                interval = min(interval * 2, 0.25)
+        raise WaitTimeoutError(f"run {run_id} did not finish within {timeout}s", run_id=run_id)
+
+    # -- acting on runs ------------------------------------------------------------------
+
+    async def cancel(self, run_id: str) -> Run:
+        """Cancel a run and its unfinished children (cooperatively, for executing ones).
+
+        Raises:
+            RunNotFoundError: no such run.
+            ConflictError: the run already ended.
+        """
+        await self.start()
+        row, executing = await self._store.cancel(run_id)
+        for rid in executing:
+            for worker in list(self._workers):
+                worker.cancel_local(rid)
+        self._notify_done(run_id)
+        return Run.from_row(row)
+
+    async def approve(
+        self,
+        run_id: str | None = None,
+        name: str | None = None,
+        *,
+        token: str | None = None,
+        approver: str | None = None,
+        comment: str | None = None,
+        data: Any = _UNSET,
+    ) -> ApprovalDecision:
+        """Approve a pending approval, by run id and approval name or by its token.
+
+        ``data`` replaces the data the run asked to have approved (an edit).
+
+        Raises:
+            NotFoundError: no such run or approval.
+            ApprovalError: already resolved (tokens are single use) or the run ended.
+        """
+        return await self._resolve(True, run_id, name, token, approver, comment, data)
+
+    async def reject(
+        self,
+        run_id: str | None = None,
+        name: str | None = None,
+        *,
+        token: str | None = None,
+        approver: str | None = None,
+        comment: str | None = None,
+    ) -> ApprovalDecision:
+        """Reject a pending approval. Raises the same errors as :meth:`approve`."""
+        return await self._resolve(False, run_id, name, token, approver, comment, _UNSET)
+
+    async def _resolve(
+        self,
+        approved: bool,
+        run_id: str | None,
+        name: str | None,
+        token: str | None,
+        approver: str | None,
+        comment: str | None,
+        data: Any,
+    ) -> ApprovalDecision:
+        await self.start()
+        _wp, decision = await self._store.resolve_approval(
+            approved=approved,
+            run_id=run_id,
+            name=name,
+            token=token,
+            approver=approver,
+            comment=comment,
+            data=None if data is _UNSET else data,
+            has_data=data is not _UNSET,
+        )
+        self._notify_work()
+        return ApprovalDecision.model_validate(decision)
+
+    async def send_event(
+        self, name: str, payload: Any = None, *, id: str | None = None
+    ) -> EventRecord:
+        """Record an event and resume every run waiting for it whose filter matches.
+
+        Re-sending an event ``id`` that was already recorded changes nothing.
+        """
+        await self.start()
+        encoded = dumps(payload)
+        value = restore(encoded, Any)
+        row, created, resumed = await self._store.send_event(name, encoded, id, value)
+        if resumed:
+            self._notify_work()
+        return EventRecord.from_row(row, duplicate=not created)
+
+    # -- workers -------------------------------------------------------------------------
+
+    def worker(self, **options: Any) -> Worker:
+        """A worker for this engine (see :class:`agentflow.Worker` for the options)."""
+        from .worker import Worker
+
+        return Worker(self, **options)
+
+    async def run_worker(self, concurrency: int = 50, **options: Any) -> None:
+        """Run a worker until cancelled or stopped."""
+        await self.worker(concurrency=concurrency, **options).run()
+
+    def _attach(self, worker: Worker) -> None:
+        self._workers.add(worker)
+
+    def _detach(self, worker: Worker) -> None:
+        self._workers.discard(worker)
+
+    def _notify_work(self) -> None:
+        for worker in list(self._workers):
+            worker._work.notify()
+
+    def _notify_done(self, run_id: str) -> None:
+        event = self._done_events.pop(run_id, None)
+        if event is not None:
+            event.set()

@@ -1,0 +1,213 @@
+"""Connections, each owned by a dedicated thread, behind an async call interface.
+
+Why not ``anyio.to_thread``: a hop through anyio's thread pool costs about 180 us here, a
+dedicated thread fed by a queue about 50 us, and the step journal pays one hop per step.
+
+Writes are group-committed: a writer thread takes every job already queued (up to
+``max_batch``) and runs them in one transaction, each in its own savepoint so that one failing
+job does not undo the others. A job's result is delivered only after the commit, so a caller
+never proceeds on an unsaved write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from .dialects import Dialect, dialect_for
+
+__all__ = ["Database", "normalize_url"]
+
+T = TypeVar("T")
+Job = Callable[[Connection], Any]
+Synchronous = Literal["normal", "full"]
+
+
+def normalize_url(url: str) -> str:
+    """Accept plain ``postgresql://`` / ``postgres://`` URLs and use the psycopg 3 driver."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def default_url() -> str:
+    env = os.environ.get("AGENTFLOW_DATABASE_URL")
+    if env:
+        return env
+    path = Path.cwd() / ".agentflow" / "agentflow.db"
+    return f"sqlite:///{path}"
+
+
+@dataclass(slots=True)
+class _Call:
+    fn: Job
+    loop: asyncio.AbstractEventLoop | None
+    future: asyncio.Future[Any] | None
+    result: Any = None
+    error: BaseException | None = None
+    done: threading.Event | None = field(default=None)
+
+
+def _deliver(call: _Call) -> None:
+    fut = call.future
+    if fut is None or fut.done():
+        return
+    if call.error is not None:
+        fut.set_exception(call.error)
+    else:
+        fut.set_result(call.result)
+
+
+class _Lane:
+    """A queue served by ``threads`` threads, each holding one connection."""
+
+    def __init__(self, name: str, engine: sa.Engine, threads: int, max_batch: int) -> None:
+        self._queue: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._engine = engine
+        self._max_batch = max_batch
+        self._threads = [
+            threading.Thread(target=self._serve, name=f"agentflow-db-{name}-{i}", daemon=True)
+            for i in range(threads)
+        ]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, call: _Call) -> None:
+        self._queue.put(call)
+
+    def close(self) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+        for t in self._threads:
+            t.join(timeout=10)
+
+    def _serve(self) -> None:
+        conn = self._engine.connect()
+        try:
+            while True:
+                call = self._queue.get()
+                if call is None:
+                    return
+                batch = [call]
+                while len(batch) < self._max_batch:
+                    try:
+                        nxt = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is None:
+                        self._queue.put(None)
+                        break
+                    batch.append(nxt)
+                self._run(conn, batch)
+        finally:
+            conn.close()
+
+    def _run(self, conn: Connection, batch: list[_Call]) -> None:
+        try:
+            with conn.begin():
+                if len(batch) == 1:
+                    batch[0].result = batch[0].fn(conn)
+                else:
+                    for call in batch:
+                        try:
+                            with conn.begin_nested():
+                                call.result = call.fn(conn)
+                        except Exception as exc:  # delivered to the caller that sent the job
+                            call.error = exc
+        except Exception as exc:  # the transaction failed as a whole: every job fails with it
+            if conn.invalidated:
+                conn.rollback()
+            for call in batch:
+                if call.error is None:
+                    call.error = exc
+        for call in batch:
+            if call.loop is not None:
+                # RuntimeError: the caller's event loop is closed, so nobody is waiting.
+                with contextlib.suppress(RuntimeError):
+                    call.loop.call_soon_threadsafe(_deliver, call)
+            elif call.done is not None:
+                call.done.set()
+
+
+class Database:
+    """The connections of one agentflow engine to one database."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        sqlite_synchronous: Synchronous | None = None,
+        pool_size: int = 4,
+    ) -> None:
+        self.url = normalize_url(url or default_url())
+        sync = sqlite_synchronous or os.environ.get("AGENTFLOW_SQLITE_SYNCHRONOUS", "normal")
+        if sync not in ("normal", "full"):
+            raise ValueError(f"sqlite synchronous must be 'normal' or 'full', not {sync!r}")
+        self.dialect: Dialect = dialect_for(self.url, synchronous=sync)  # type: ignore[arg-type]
+        self._pool_size = pool_size
+        self._writer: _Lane | None = None
+        self._reader: _Lane | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def name(self) -> str:
+        return self.dialect.name
+
+    def _lanes(self) -> tuple[_Lane, _Lane]:
+        if self._writer is None or self._reader is None:
+            with self._lock:
+                if self._closed:
+                    raise RuntimeError("the database has been closed")
+                if self._writer is None or self._reader is None:
+                    self.dialect.prepare()
+                    if self.dialect.single_writer:
+                        self._writer = _Lane("w", self.dialect.engine(write=True), 1, 64)
+                        self._reader = _Lane("r", self.dialect.engine(write=False), 1, 1)
+                    else:
+                        lane = _Lane("pg", self.dialect.engine(write=True), self._pool_size, 32)
+                        self._writer = self._reader = lane
+        return self._writer, self._reader
+
+    async def write(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn`` in a write transaction on a database thread and return its result."""
+        return await self._submit(self._lanes()[0], fn)
+
+    async def read(self, fn: Callable[[Connection], T]) -> T:
+        return await self._submit(self._lanes()[1], fn)
+
+    async def _submit(self, lane: _Lane, fn: Callable[[Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        lane.submit(_Call(fn, loop, fut))
+        return await fut
+
+    def write_blocking(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn`` in a write transaction from synchronous code (CLI, migrations)."""
+        done = threading.Event()
+        call = _Call(fn, None, None, done=done)
+        self._lanes()[0].submit(call)
+        done.wait()
+        if call.error is not None:
+            raise call.error
+        return call.result  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            lanes = {id(x): x for x in (self._writer, self._reader) if x is not None}
+            self._writer = self._reader = None
+        for lane in lanes.values():
+            lane.close()
+        self.dialect.dispose()

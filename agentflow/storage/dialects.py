@@ -1,0 +1,132 @@
+"""The thin per-database parts: connection setup, locking clauses, migration locks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.pool import ConnectionPoolEntry
+
+__all__ = ["Dialect", "PostgresDialect", "SQLiteDialect", "dialect_for"]
+
+# Any 64-bit constant works: it only has to be the same in every agentflow process.
+_MIGRATION_LOCK_KEY = 0x6167656E74666C6F
+
+
+class Dialect:
+    name: str
+    single_writer: bool = False
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engines: list[sa.Engine] = []
+
+    def prepare(self) -> None:
+        """Create what the database needs before the first connection (e.g. a directory)."""
+
+    def engine(self, *, write: bool) -> sa.Engine:
+        raise NotImplementedError
+
+    def for_update(self, select: sa.Select[Any], *, skip_locked: bool = True) -> sa.Select[Any]:
+        """Lock the selected rows (skipping rows other transactions hold, for claims)."""
+        return select
+
+    def migration_lock(self, conn: Connection) -> AbstractContextManager[None]:
+        return nullcontext()
+
+    def dispose(self) -> None:
+        for engine in self._engines:
+            engine.dispose()
+        self._engines.clear()
+
+
+class SQLiteDialect(Dialect):
+    """SQLite in WAL mode; writers take the lock up front (``BEGIN IMMEDIATE``).
+
+    ``synchronous=normal`` survives a killed process (the WAL is intact); ``full`` also
+    survives a power cut, at about five times the cost per commit.
+    """
+
+    name = "sqlite"
+    single_writer = True
+
+    def __init__(self, url: str, synchronous: Literal["normal", "full"]) -> None:
+        super().__init__(url)
+        self.synchronous = synchronous
+
+    @property
+    def path(self) -> Path | None:
+        database = sa.make_url(self.url).database
+        if not database or database == ":memory:":
+            return None
+        return Path(database)
+
+    def prepare(self) -> None:
+        if self.path is None:
+            raise ValueError(
+                "an in-memory SQLite database cannot be shared between threads and processes; "
+                "use a file URL such as sqlite:///agentflow.db"
+            )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def engine(self, *, write: bool) -> sa.Engine:
+        engine = sa.create_engine(
+            self.url, poolclass=sa.pool.NullPool, connect_args={"check_same_thread": False}
+        )
+        synchronous = self.synchronous
+        begin = "BEGIN IMMEDIATE" if write else "BEGIN"
+
+        @sa.event.listens_for(engine, "connect")
+        def _on_connect(dbapi: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+            dbapi.isolation_level = None
+            cursor = dbapi.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            conn.exec_driver_sql(begin)
+
+        self._engines.append(engine)
+        return engine
+
+
+class PostgresDialect(Dialect):
+    """Postgres through psycopg 3; claims use ``FOR UPDATE SKIP LOCKED``."""
+
+    name = "postgresql"
+
+    def engine(self, *, write: bool) -> sa.Engine:
+        engine = sa.create_engine(self.url, poolclass=sa.pool.NullPool)
+        self._engines.append(engine)
+        return engine
+
+    def for_update(self, select: sa.Select[Any], *, skip_locked: bool = True) -> sa.Select[Any]:
+        return select.with_for_update(skip_locked=skip_locked)
+
+    @contextmanager
+    def _advisory(self, conn: Connection) -> Iterator[None]:
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})")
+        yield
+
+    def migration_lock(self, conn: Connection) -> AbstractContextManager[None]:
+        return self._advisory(conn)
+
+
+def dialect_for(url: str, *, synchronous: Literal["normal", "full"] = "normal") -> Dialect:
+    backend = sa.make_url(url).get_backend_name()
+    if backend == "sqlite":
+        return SQLiteDialect(url, synchronous)
+    if backend == "postgresql":
+        return PostgresDialect(url)
+    raise ValueError(
+        f"unsupported database {backend!r} in {url!r}: use sqlite:///path.db or postgresql://..."
+    )

@@ -1,0 +1,884 @@
+"""Every read and write agentflow makes, one transaction per public method.
+
+Each method builds a job ``fn(conn)`` that runs on a database thread (see ``database.py``).
+Statements are SQLAlchemy Core on the SQLModel tables, built once at import time so the
+compiled form is cached. The invariants the rest of the engine relies on live here:
+
+* a worker writes to a run only while it holds the run's lease (``_fence``); a worker that
+  lost its lease gets ``LeaseLost`` and abandons the run;
+* resolving a waitpoint and re-queuing its run happen in the same transaction (``_wake``);
+* a run that finishes resolves the waitpoints of a parent waiting on it, in the same
+  transaction.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, RowMapping
+
+from .._serde import dumps, loads
+from ..errors import ApprovalError, ConflictError, NotFoundError, RunNotFoundError
+from ..status import CLAIMABLE, TERMINAL, RunStatus, WaitpointStatus
+from .database import Database
+from .migrate import upgrade
+from .tables import attempt_errors, events, logs, runs, steps, waitpoints
+
+__all__ = ["LeaseLost", "NewRun", "NewWaitpoint", "Store"]
+
+Clock = Callable[[], float]
+_TERMINAL = [s.value for s in TERMINAL]
+_PENDING = WaitpointStatus.PENDING.value
+
+
+class LeaseLost(Exception):
+    """This worker no longer holds the run (its lease expired and another worker took it)."""
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_urlsafe(16)}"
+
+
+@dataclass(slots=True)
+class NewRun:
+    workflow_id: str
+    workflow_version: str
+    payload: str
+    status: str = RunStatus.QUEUED.value
+    available_at: float | None = None
+    tags: Sequence[str] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+    priority: int = 0
+    queue: str = "default"
+    parent_id: str | None = None
+    idempotency_key: str | None = None
+    idempotency_ttl: float | None = None
+    id: str = field(default_factory=lambda: new_id("run"))
+
+
+@dataclass(slots=True)
+class NewWaitpoint:
+    seq: int
+    kind: str
+    name: str
+    target: str | None = None
+    data: str | None = None
+    digest: str | None = None
+    batch: int | None = None
+    timeout_at: float | None = None
+
+
+@dataclass(slots=True)
+class Journal:
+    steps: dict[int, RowMapping]
+    waitpoints: dict[int, RowMapping]
+
+
+# -- statements built once ------------------------------------------------------------------
+
+_FENCE = (
+    sa.update(runs)
+    .where(
+        runs.c.id == sa.bindparam("_id"),
+        runs.c.worker_id == sa.bindparam("_worker"),
+        runs.c.status == RunStatus.RUNNING.value,
+    )
+    .values(updated_at=sa.bindparam("_now"))
+)
+_INSERT_STEP = steps.insert()
+_INSERT_LOG = logs.insert()
+_INSERT_ERROR = attempt_errors.insert()
+_INSERT_RUN = runs.insert()
+_INSERT_WAITPOINT = waitpoints.insert()
+_RUN_BY_ID = sa.select(runs).where(runs.c.id == sa.bindparam("_id"))
+_STEPS_OF_RUN = sa.select(steps).where(steps.c.run_id == sa.bindparam("_id"))
+_WAITPOINTS_OF_RUN = sa.select(waitpoints).where(waitpoints.c.run_id == sa.bindparam("_id"))
+
+
+class Store:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db = db
+        self.clock = clock
+
+    # -- schema --------------------------------------------------------------------------
+
+    async def migrate(self, revision: str = "head") -> str | None:
+        dialect = self.db.dialect
+        return await self.db.write(lambda conn: upgrade(conn, dialect, revision))
+
+    # -- runs ----------------------------------------------------------------------------
+
+    async def create_run(self, spec: NewRun) -> tuple[RowMapping, bool]:
+        """Insert a run; with an idempotency key still alive, return the existing run instead."""
+        now = self.clock()
+        return await self.db.write(lambda conn: _create_run(conn, spec, now))
+
+    async def get_run(self, run_id: str) -> RowMapping:
+        row = await self.db.read(lambda conn: conn.execute(_RUN_BY_ID, {"_id": run_id}).first())
+        if row is None:
+            raise RunNotFoundError(run_id)
+        return row._mapping
+
+    async def list_runs(
+        self,
+        *,
+        workflow_id: str | None = None,
+        status: Sequence[str] = (),
+        tag: str | None = None,
+        parent_id: str | None = None,
+        limit: int = 50,
+        created_before: float | None = None,
+    ) -> list[RowMapping]:
+        query = sa.select(runs).order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
+        if workflow_id is not None:
+            query = query.where(runs.c.workflow_id == workflow_id)
+        if status:
+            query = query.where(runs.c.status.in_(list(status)))
+        if tag is not None:
+            query = query.where(runs.c.tags.contains(dumps(tag)))
+        if parent_id is not None:
+            query = query.where(runs.c.parent_id == parent_id)
+        if created_before is not None:
+            query = query.where(runs.c.created_at < created_before)
+        return await self.db.read(lambda conn: [r._mapping for r in conn.execute(query)])
+
+    async def get_steps(self, run_id: str) -> list[RowMapping]:
+        query = _STEPS_OF_RUN.order_by(steps.c.seq)
+        return await self.db.read(
+            lambda conn: [r._mapping for r in conn.execute(query, {"_id": run_id})]
+        )
+
+    async def get_waitpoints(
+        self, *, run_id: str | None = None, kind: str | None = None, status: str | None = None
+    ) -> list[RowMapping]:
+        query = sa.select(waitpoints).order_by(waitpoints.c.created_at, waitpoints.c.seq)
+        if run_id is not None:
+            query = query.where(waitpoints.c.run_id == run_id)
+        if kind is not None:
+            query = query.where(waitpoints.c.kind == kind)
+        if status is not None:
+            query = query.where(waitpoints.c.status == status)
+        return await self.db.read(lambda conn: [r._mapping for r in conn.execute(query)])
+
+    async def get_logs(self, run_id: str, *, after_id: int = 0) -> list[RowMapping]:
+        query = (
+            sa.select(logs).where(logs.c.run_id == run_id, logs.c.id > after_id).order_by(logs.c.id)
+        )
+        return await self.db.read(lambda conn: [r._mapping for r in conn.execute(query)])
+
+    async def get_attempt_errors(self, run_id: str) -> list[RowMapping]:
+        query = (
+            sa.select(attempt_errors)
+            .where(attempt_errors.c.run_id == run_id)
+            .order_by(attempt_errors.c.id)
+        )
+        return await self.db.read(lambda conn: [r._mapping for r in conn.execute(query)])
+
+    # -- worker side ---------------------------------------------------------------------
+
+    async def claim(
+        self, worker_id: str, limit: int, lease: float, workflow_ids: Sequence[str]
+    ) -> list[RowMapping]:
+        """Take up to ``limit`` runnable runs of the given workflows under a lease."""
+        now = self.clock()
+        dialect = self.db.dialect
+        wanted = list(workflow_ids)
+
+        def job(conn: Connection) -> list[RowMapping]:
+            query = dialect.for_update(
+                sa.select(runs)
+                .where(runs.c.status.in_([s.value for s in CLAIMABLE]))
+                .where(runs.c.available_at <= now)
+                .where(runs.c.workflow_id.in_(wanted))
+                .order_by(runs.c.priority.desc(), runs.c.available_at)
+                .limit(limit)
+            )
+            rows = [r._mapping for r in conn.execute(query)]
+            if not rows:
+                return []
+            conn.execute(
+                sa.update(runs)
+                .where(runs.c.id.in_([r["id"] for r in rows]))
+                .values(
+                    status=RunStatus.RUNNING.value,
+                    worker_id=worker_id,
+                    lease_expires_at=now + lease,
+                    started_at=sa.func.coalesce(runs.c.started_at, now),
+                    updated_at=now,
+                )
+            )
+            return rows
+
+        return await self.db.write(job)
+
+    async def load_journal(self, run_id: str) -> Journal:
+        def job(conn: Connection) -> Journal:
+            params = {"_id": run_id}
+            return Journal(
+                steps={r.seq: r._mapping for r in conn.execute(_STEPS_OF_RUN, params)},
+                waitpoints={r.seq: r._mapping for r in conn.execute(_WAITPOINTS_OF_RUN, params)},
+            )
+
+        return await self.db.read(job)
+
+    async def save_step(
+        self,
+        run_id: str,
+        worker_id: str,
+        step: dict[str, Any],
+        *,
+        logs: Sequence[dict[str, Any]] = (),
+        errors: Sequence[dict[str, Any]] = (),
+        children: Sequence[NewRun] = (),
+        single: bool = True,
+    ) -> None:
+        """Journal one step result under the lease.
+
+        For a ``trigger`` step, the child runs are created in the same transaction and the
+        step's output becomes the child run id (``single``) or the list of ids.
+        """
+        now = self.clock()
+
+        def job(conn: Connection) -> None:
+            _fence(conn, run_id, worker_id, now)
+            if children:
+                ids = [_create_run(conn, child, now)[0]["id"] for child in children]
+                step["output"] = dumps(ids[0] if single else ids)
+            elif not single:
+                step["output"] = "[]"
+            conn.execute(_INSERT_STEP, step)
+            _write_side_rows(conn, logs, errors)
+
+        await self.db.write(job)
+
+    async def record_errors(
+        self, run_id: str, worker_id: str, errors: Sequence[dict[str, Any]]
+    ) -> None:
+        now = self.clock()
+
+        def job(conn: Connection) -> None:
+            _fence(conn, run_id, worker_id, now)
+            _write_side_rows(conn, (), errors)
+
+        await self.db.write(job)
+
+    async def suspend(
+        self,
+        run_id: str,
+        worker_id: str,
+        *,
+        new_waitpoints: Sequence[NewWaitpoint],
+        awaited: Sequence[int],
+        executed_seconds: float,
+        logs: Sequence[dict[str, Any]] = (),
+    ) -> str:
+        """Park the run on its waitpoints. Returns the run's new status.
+
+        The status is ``queued`` when one of the awaited waitpoints was resolved while the run
+        was executing (so no wake-up is lost), and ``cancel`` when a cancel was requested.
+        """
+        now = self.clock()
+        dialect = self.db.dialect
+
+        def job(conn: Connection) -> str:
+            row = conn.execute(
+                sa.select(runs.c.worker_id, runs.c.status, runs.c.cancel_requested).where(
+                    runs.c.id == run_id
+                )
+            ).first()
+            if row is None or row.worker_id != worker_id or row.status != "running":
+                raise LeaseLost(run_id)
+            if row.cancel_requested:
+                return "cancel"
+            conn.execute(
+                sa.update(runs)
+                .where(runs.c.id == run_id)
+                .values(
+                    status=RunStatus.WAITING.value,
+                    worker_id=None,
+                    lease_expires_at=None,
+                    updated_at=now,
+                    executed_seconds=executed_seconds,
+                )
+            )
+            _write_side_rows(conn, logs, ())
+            for wp in new_waitpoints:
+                values: dict[str, Any] = {
+                    "id": new_id("wp"),
+                    "run_id": run_id,
+                    "seq": wp.seq,
+                    "kind": wp.kind,
+                    "name": wp.name,
+                    "target": wp.target,
+                    "data": wp.data,
+                    "digest": wp.digest,
+                    "batch": wp.batch,
+                    "timeout_at": wp.timeout_at,
+                    "created_at": now,
+                    "status": _PENDING,
+                    "token": new_id("tok") if wp.kind == "approval" else None,
+                }
+                if wp.kind == "child" and wp.target is not None:
+                    child = conn.execute(
+                        dialect.for_update(
+                            sa.select(runs.c.status, runs.c.output, runs.c.error).where(
+                                runs.c.id == wp.target
+                            ),
+                            skip_locked=False,
+                        )
+                    ).first()
+                    if child is not None and child.status in _TERMINAL:
+                        values["status"] = WaitpointStatus.COMPLETED.value
+                        values["resolved_at"] = now
+                        values["resolution"] = _child_resolution(child._mapping)
+                conn.execute(_INSERT_WAITPOINT, values)
+            if _any_satisfied(conn, run_id, awaited):
+                conn.execute(
+                    sa.update(runs)
+                    .where(runs.c.id == run_id)
+                    .values(status=RunStatus.QUEUED.value, available_at=now)
+                )
+                return RunStatus.QUEUED.value
+            return RunStatus.WAITING.value
+
+        return await self.db.write(job)
+
+    async def finish(
+        self,
+        run_id: str,
+        worker_id: str | None,
+        *,
+        status: str,
+        output: str | None = None,
+        error: dict[str, Any] | None = None,
+        executed_seconds: float | None = None,
+        logs: Sequence[dict[str, Any]] = (),
+        errors: Sequence[dict[str, Any]] = (),
+    ) -> list[str]:
+        """End a run. Returns the ids of parent runs this woke up."""
+        now = self.clock()
+
+        def job(conn: Connection) -> list[str]:
+            if worker_id is not None:
+                _fence(conn, run_id, worker_id, now)
+            _write_side_rows(conn, logs, errors)
+            values: dict[str, Any] = {
+                "output": output,
+                "error": None if error is None else dumps(error),
+            }
+            if executed_seconds is not None:
+                values["executed_seconds"] = executed_seconds
+            return _finish(conn, run_id, status, now, **values)
+
+        return await self.db.write(job)
+
+    async def retry(
+        self,
+        run_id: str,
+        worker_id: str,
+        *,
+        delay: float,
+        executed_seconds: float,
+        logs: Sequence[dict[str, Any]] = (),
+        errors: Sequence[dict[str, Any]] = (),
+    ) -> None:
+        """Schedule the next attempt of a failed run; failed steps run again, completed stay."""
+        now = self.clock()
+
+        def job(conn: Connection) -> None:
+            _fence(conn, run_id, worker_id, now)
+            _write_side_rows(conn, logs, errors)
+            conn.execute(
+                sa.delete(steps).where(steps.c.run_id == run_id, steps.c.status == "failed")
+            )
+            conn.execute(
+                sa.update(runs)
+                .where(runs.c.id == run_id)
+                .values(
+                    status=RunStatus.DELAYED.value if delay > 0 else RunStatus.QUEUED.value,
+                    available_at=now + delay,
+                    attempt=runs.c.attempt + 1,
+                    worker_id=None,
+                    lease_expires_at=None,
+                    executed_seconds=executed_seconds,
+                    updated_at=now,
+                )
+            )
+
+        await self.db.write(job)
+
+    async def release(self, run_ids: Sequence[str], worker_id: str) -> None:
+        """Hand runs back to the queue at once (graceful shutdown), keeping their journal."""
+        if not run_ids:
+            return
+        now = self.clock()
+        await self.db.write(
+            lambda conn: conn.execute(
+                sa.update(runs)
+                .where(
+                    runs.c.id.in_(list(run_ids)),
+                    runs.c.worker_id == worker_id,
+                    runs.c.status == RunStatus.RUNNING.value,
+                )
+                .values(
+                    status=RunStatus.QUEUED.value,
+                    worker_id=None,
+                    lease_expires_at=None,
+                    available_at=now,
+                    updated_at=now,
+                )
+            )
+        )
+
+    async def heartbeat(
+        self, worker_id: str, run_ids: Sequence[str], lease: float
+    ) -> tuple[set[str], set[str]]:
+        """Extend the lease of the runs this worker holds.
+
+        Returns ``(cancel_requested, lost)``: runs whose cancellation was asked for, and runs
+        this worker no longer holds.
+        """
+        now = self.clock()
+        ids = list(run_ids)
+
+        def job(conn: Connection) -> tuple[set[str], set[str]]:
+            if not ids:
+                return set(), set()
+            held = sa.and_(
+                runs.c.id.in_(ids),
+                runs.c.worker_id == worker_id,
+                runs.c.status == RunStatus.RUNNING.value,
+            )
+            conn.execute(sa.update(runs).where(held).values(lease_expires_at=now + lease))
+            rows = conn.execute(sa.select(runs.c.id, runs.c.cancel_requested).where(held)).all()
+            still = {r.id for r in rows}
+            return {r.id for r in rows if r.cancel_requested}, set(ids) - still
+
+        return await self.db.write(job)
+
+    async def sweep(self, *, batch: int = 500) -> tuple[int, int]:
+        """Fire due timers (sleeps, wait timeouts) and reclaim runs whose lease expired.
+
+        Returns ``(timers_fired, runs_reclaimed)``.
+        """
+        now = self.clock()
+        dialect = self.db.dialect
+
+        def job(conn: Connection) -> tuple[int, int]:
+            due = conn.execute(
+                dialect.for_update(
+                    sa.select(
+                        waitpoints.c.id, waitpoints.c.run_id, waitpoints.c.kind, waitpoints.c.batch
+                    )
+                    .where(waitpoints.c.status == _PENDING, waitpoints.c.timeout_at <= now)
+                    .order_by(waitpoints.c.timeout_at)
+                    .limit(batch)
+                )
+            ).all()
+            for wp in due:
+                fired = (
+                    WaitpointStatus.COMPLETED if wp.kind == "sleep" else WaitpointStatus.TIMED_OUT
+                )
+                resolution = None if wp.kind == "sleep" else dumps({"timed_out_at": now})
+                conn.execute(
+                    sa.update(waitpoints)
+                    .where(waitpoints.c.id == wp.id, waitpoints.c.status == _PENDING)
+                    .values(status=fired.value, resolved_at=now, resolution=resolution)
+                )
+            for run_id, wp_batch in {(wp.run_id, wp.batch) for wp in due}:
+                _wake(conn, run_id, wp_batch, now)
+            reclaimed = conn.execute(
+                sa.update(runs)
+                .where(runs.c.status == RunStatus.RUNNING.value, runs.c.lease_expires_at < now)
+                .values(
+                    status=RunStatus.QUEUED.value,
+                    worker_id=None,
+                    lease_expires_at=None,
+                    available_at=now,
+                    updated_at=now,
+                )
+            ).rowcount
+            return len(due), reclaimed
+
+        return await self.db.write(job)
+
+    # -- operations ----------------------------------------------------------------------
+
+    async def cancel(self, run_id: str) -> tuple[RowMapping, list[str]]:
+        """Cancel a run and every unfinished descendant.
+
+        Runs not executing are cancelled at once; executing ones get ``cancel_requested`` and
+        their worker stops them at the next await. Returns the run and the executing ids.
+
+        Raises:
+            RunNotFoundError: no such run.
+            ConflictError: the run already finished.
+        """
+        now = self.clock()
+
+        def job(conn: Connection) -> tuple[RowMapping, list[str]]:
+            row = conn.execute(_RUN_BY_ID, {"_id": run_id}).first()
+            if row is None:
+                raise RunNotFoundError(run_id)
+            if row.status in _TERMINAL:
+                raise ConflictError(
+                    f"run {run_id} already ended with status {row.status}; nothing to cancel",
+                    run_id=run_id,
+                )
+            executing: list[str] = []
+            frontier = [run_id]
+            while frontier:
+                live = conn.execute(
+                    sa.select(runs.c.id, runs.c.status).where(
+                        runs.c.id.in_(frontier), runs.c.status.not_in(_TERMINAL)
+                    )
+                ).all()
+                for r in live:
+                    if r.status == RunStatus.RUNNING.value:
+                        executing.append(r.id)
+                        conn.execute(
+                            sa.update(runs)
+                            .where(runs.c.id == r.id)
+                            .values(cancel_requested=True, updated_at=now)
+                        )
+                    else:
+                        _finish(conn, r.id, RunStatus.CANCELLED.value, now)
+                frontier = [
+                    c.id
+                    for c in conn.execute(
+                        sa.select(runs.c.id).where(
+                            runs.c.parent_id.in_(frontier), runs.c.status.not_in(_TERMINAL)
+                        )
+                    )
+                ]
+            updated = conn.execute(_RUN_BY_ID, {"_id": run_id}).one()
+            return updated._mapping, executing
+
+        return await self.db.write(job)
+
+    async def resolve_approval(
+        self,
+        *,
+        approved: bool,
+        run_id: str | None,
+        name: str | None,
+        token: str | None,
+        approver: str | None,
+        comment: str | None,
+        data: Any,
+        has_data: bool,
+    ) -> tuple[RowMapping, dict[str, Any]]:
+        """Approve or reject one pending approval, and re-queue its run, in one transaction.
+
+        Raises:
+            RunNotFoundError, NotFoundError: no such run, or no approval by that name/token.
+            ApprovalError: the approval was already resolved, or the run already ended.
+        """
+        now = self.clock()
+
+        def job(conn: Connection) -> tuple[RowMapping, dict[str, Any]]:
+            wp = _find_approval(conn, run_id=run_id, name=name, token=token)
+            run = conn.execute(_RUN_BY_ID, {"_id": wp["run_id"]}).one()
+            if run.status in _TERMINAL:
+                raise ApprovalError(
+                    f"run {run.id} already ended with status {run.status}; its approval "
+                    f"{wp['name']!r} can no longer be resolved",
+                    run_id=run.id,
+                )
+            if wp["status"] != _PENDING:
+                raise ApprovalError(_resolved_message(wp), run_id=run.id)
+            original = loads(wp["data"])
+            decision = {
+                "approved": approved,
+                "status": "approved" if approved else "rejected",
+                "approver": approver,
+                "comment": comment,
+                "data": data if has_data else original,
+                "edited": has_data,
+                "digest": wp["digest"],
+                "decided_at": now,
+            }
+            status = WaitpointStatus.APPROVED if approved else WaitpointStatus.REJECTED
+            updated = conn.execute(
+                sa.update(waitpoints)
+                .where(waitpoints.c.id == wp["id"], waitpoints.c.status == _PENDING)
+                .values(status=status.value, resolution=dumps(decision), resolved_at=now)
+            ).rowcount
+            if updated != 1:
+                raise ApprovalError(f"approval {wp['name']!r} was resolved concurrently")
+            _wake(conn, run.id, wp["batch"], now)
+            return wp, decision
+
+        return await self.db.write(job)
+
+    async def send_event(
+        self, name: str, payload: str, event_id: str | None, payload_value: Any
+    ) -> tuple[RowMapping, bool, list[str]]:
+        """Store an event and resume every run waiting for it whose filter matches.
+
+        Returns ``(event, created, resumed_run_ids)``; a re-sent event id resumes nothing.
+        """
+        now = self.clock()
+        eid = event_id or new_id("evt")
+
+        def job(conn: Connection) -> tuple[RowMapping, bool, list[str]]:
+            existing = conn.execute(sa.select(events).where(events.c.id == eid)).first()
+            if existing is not None:
+                return existing._mapping, False, []
+            waiting = conn.execute(
+                sa.select(
+                    waitpoints.c.id, waitpoints.c.run_id, waitpoints.c.data, waitpoints.c.batch
+                ).where(
+                    waitpoints.c.kind == "event",
+                    waitpoints.c.target == name,
+                    waitpoints.c.status == _PENDING,
+                )
+            ).all()
+            resolution = dumps(
+                {"id": eid, "name": name, "payload": payload_value, "received_at": now}
+            )
+            resumed: list[str] = []
+            for wp in waiting:
+                if not matches(loads(wp.data), payload_value):
+                    continue
+                conn.execute(
+                    sa.update(waitpoints)
+                    .where(waitpoints.c.id == wp.id, waitpoints.c.status == _PENDING)
+                    .values(
+                        status=WaitpointStatus.COMPLETED.value,
+                        resolution=resolution,
+                        resolved_at=now,
+                    )
+                )
+                _wake(conn, wp.run_id, wp.batch, now)
+                resumed.append(wp.run_id)
+            conn.execute(
+                events.insert().values(
+                    id=eid, name=name, payload=payload, created_at=now, resumed_runs=len(resumed)
+                )
+            )
+            row = conn.execute(sa.select(events).where(events.c.id == eid)).one()
+            return row._mapping, True, resumed
+
+        return await self.db.write(job)
+
+    async def list_events(self, *, name: str | None = None, limit: int = 50) -> list[RowMapping]:
+        query = sa.select(events).order_by(events.c.created_at.desc()).limit(limit)
+        if name is not None:
+            query = query.where(events.c.name == name)
+        return await self.db.read(lambda conn: [r._mapping for r in conn.execute(query)])
+
+
+# -- helpers that run inside a transaction --------------------------------------------------
+
+
+def matches(pattern: Any, value: Any) -> bool:
+    """True when every key of ``pattern`` (recursively) equals the same key of ``value``."""
+    if pattern is None:
+        return True
+    if isinstance(pattern, dict):
+        return isinstance(value, dict) and all(
+            k in value and matches(v, value[k]) for k, v in pattern.items()
+        )
+    return bool(pattern == value)
+
+
+def _fence(conn: Connection, run_id: str, worker_id: str, now: float) -> None:
+    params = {"_id": run_id, "_worker": worker_id, "_now": now}
+    if conn.execute(_FENCE, params).rowcount != 1:
+        raise LeaseLost(run_id)
+
+
+def _write_side_rows(
+    conn: Connection, log_rows: Sequence[dict[str, Any]], error_rows: Sequence[dict[str, Any]]
+) -> None:
+    if log_rows:
+        conn.execute(_INSERT_LOG, list(log_rows))
+    if error_rows:
+        conn.execute(_INSERT_ERROR, list(error_rows))
+
+
+def _create_run(conn: Connection, spec: NewRun, now: float) -> tuple[RowMapping, bool]:
+    if spec.idempotency_key is not None:
+        existing = conn.execute(
+            sa.select(runs).where(
+                runs.c.workflow_id == spec.workflow_id,
+                runs.c.idempotency_key == spec.idempotency_key,
+            )
+        ).first()
+        if existing is not None:
+            expires = existing.idempotency_expires_at
+            if expires is None or expires > now:
+                return existing._mapping, False
+            # The key expired: free it so the new run can take it.
+            conn.execute(
+                sa.update(runs).where(runs.c.id == existing.id).values(idempotency_key=None)
+            )
+    available = spec.available_at if spec.available_at is not None else now
+    values = {
+        "id": spec.id,
+        "workflow_id": spec.workflow_id,
+        "workflow_version": spec.workflow_version,
+        "status": spec.status,
+        "payload": spec.payload,
+        "attempt": 1,
+        "priority": spec.priority,
+        "queue": spec.queue,
+        "tags": dumps(list(spec.tags)),
+        "run_metadata": dumps(spec.metadata),
+        "parent_id": spec.parent_id,
+        "idempotency_key": spec.idempotency_key,
+        "idempotency_expires_at": (
+            now + spec.idempotency_ttl
+            if spec.idempotency_key is not None and spec.idempotency_ttl is not None
+            else None
+        ),
+        "created_at": now,
+        "updated_at": now,
+        "available_at": available,
+        "cancel_requested": False,
+        "executed_seconds": 0.0,
+    }
+    conn.execute(_INSERT_RUN, values)
+    row = conn.execute(_RUN_BY_ID, {"_id": spec.id}).one()
+    return row._mapping, True
+
+
+def _child_resolution(child: RowMapping) -> str:
+    return dumps(
+        {
+            "status": child["status"],
+            "output": loads(child["output"]),
+            "error": loads(child["error"]),
+        }
+    )
+
+
+def _finish(conn: Connection, run_id: str, status: str, now: float, **values: Any) -> list[str]:
+    """Set a final status, cancel the run's own pending waits, and wake a waiting parent."""
+    conn.execute(
+        sa.update(runs)
+        .where(runs.c.id == run_id)
+        .values(
+            status=status,
+            finished_at=now,
+            updated_at=now,
+            worker_id=None,
+            lease_expires_at=None,
+            **values,
+        )
+    )
+    conn.execute(
+        sa.update(waitpoints)
+        .where(waitpoints.c.run_id == run_id, waitpoints.c.status == _PENDING)
+        .values(status=WaitpointStatus.CANCELLED.value, resolved_at=now)
+    )
+    parents = conn.execute(
+        sa.select(waitpoints.c.id, waitpoints.c.run_id, waitpoints.c.batch).where(
+            waitpoints.c.kind == "child",
+            waitpoints.c.target == run_id,
+            waitpoints.c.status == _PENDING,
+        )
+    ).all()
+    if not parents:
+        return []
+    child = conn.execute(
+        sa.select(runs.c.status, runs.c.output, runs.c.error).where(runs.c.id == run_id)
+    ).one()
+    resolution = _child_resolution(child._mapping)
+    woken: list[str] = []
+    for wp in parents:
+        conn.execute(
+            sa.update(waitpoints)
+            .where(waitpoints.c.id == wp.id)
+            .values(status=WaitpointStatus.COMPLETED.value, resolution=resolution, resolved_at=now)
+        )
+        if _wake(conn, wp.run_id, wp.batch, now):
+            woken.append(wp.run_id)
+    return woken
+
+
+def _wake(conn: Connection, run_id: str, batch: int | None, now: float) -> bool:
+    """Re-queue a waiting run whose wait is satisfied (a whole batch, for batch waits)."""
+    if batch is not None:
+        pending = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(waitpoints)
+            .where(
+                waitpoints.c.run_id == run_id,
+                waitpoints.c.batch == batch,
+                waitpoints.c.status == _PENDING,
+            )
+        ).scalar_one()
+        if pending:
+            return False
+    return bool(
+        conn.execute(
+            sa.update(runs)
+            .where(runs.c.id == run_id, runs.c.status == RunStatus.WAITING.value)
+            .values(status=RunStatus.QUEUED.value, available_at=now, updated_at=now)
+        ).rowcount
+    )
+
+
+def _any_satisfied(conn: Connection, run_id: str, awaited: Sequence[int]) -> bool:
+    if not awaited:
+        return False
+    rows = conn.execute(
+        sa.select(waitpoints.c.status, waitpoints.c.batch).where(
+            waitpoints.c.run_id == run_id, waitpoints.c.seq.in_(list(awaited))
+        )
+    ).all()
+    batches: dict[int, bool] = {}
+    for r in rows:
+        done = r.status != _PENDING
+        if r.batch is None:
+            if done:
+                return True
+        else:
+            batches[r.batch] = batches.get(r.batch, True) and done
+    return any(batches.values())
+
+
+def _find_approval(
+    conn: Connection, *, run_id: str | None, name: str | None, token: str | None
+) -> RowMapping:
+    query = sa.select(waitpoints).where(waitpoints.c.kind == "approval")
+    if token is not None:
+        row = conn.execute(query.where(waitpoints.c.token == token)).first()
+        if row is None:
+            raise NotFoundError("no approval with that token")
+        return row._mapping
+    if run_id is None or name is None:
+        raise ValueError("approve/reject needs either a token, or a run id and an approval name")
+    if conn.execute(sa.select(runs.c.id).where(runs.c.id == run_id)).first() is None:
+        raise RunNotFoundError(run_id)
+    rows = [
+        r._mapping
+        for r in conn.execute(
+            query.where(waitpoints.c.run_id == run_id).order_by(waitpoints.c.seq.desc())
+        )
+    ]
+    named = [r for r in rows if r["name"] == name]
+    pending = [r for r in named if r["status"] == _PENDING]
+    if pending:
+        return pending[0]
+    if named:
+        return named[0]
+    open_names = sorted({r["name"] for r in rows if r["status"] == _PENDING})
+    raise NotFoundError(
+        f"run {run_id} has no approval named {name!r}; pending approvals: "
+        + (", ".join(open_names) or "none (the run may not have reached its approval yet)"),
+        run_id=run_id,
+    )
+
+
+def _resolved_message(wp: RowMapping) -> str:
+    decision = loads(wp["resolution"]) or {}
+    who = decision.get("approver")
+    by = f" by {who}" if who else ""
+    return f"approval {wp['name']!r} of run {wp['run_id']} was already {wp['status']}{by}"

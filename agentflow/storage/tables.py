@@ -1,0 +1,159 @@
+"""SQLModel table definitions: the schema every store and migration is written against.
+
+Times are Unix seconds (float) so that SQLite and Postgres compare and index them alike;
+JSON values are text encoded by agentflow itself.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+__all__ = [
+    "AttemptErrorRow",
+    "EventRow",
+    "LogRow",
+    "RunRow",
+    "StepRow",
+    "WaitpointRow",
+    "attempt_errors",
+    "events",
+    "logs",
+    "metadata",
+    "runs",
+    "steps",
+    "waitpoints",
+]
+
+
+class RunRow(SQLModel, table=True):
+    __tablename__ = "agentflow_runs"
+    __table_args__ = (
+        sa.Index("ix_agentflow_runs_claim", "status", "available_at"),
+        sa.Index("ix_agentflow_runs_workflow", "workflow_id", "created_at"),
+        sa.Index("ix_agentflow_runs_created", "created_at"),
+        sa.Index("ix_agentflow_runs_parent", "parent_id"),
+        sa.Index("ix_agentflow_runs_worker", "worker_id"),
+        sa.Index("ux_agentflow_runs_idempotency", "workflow_id", "idempotency_key", unique=True),
+    )
+
+    id: str = Field(primary_key=True, max_length=64)
+    workflow_id: str = Field(max_length=200)
+    workflow_version: str = Field(default="1", max_length=64)
+    status: str = Field(max_length=16)
+    payload: str
+    output: str | None = None
+    error: str | None = None
+    attempt: int = 1
+    priority: int = 0
+    queue: str = Field(default="default", max_length=200)
+    tags: str = "[]"
+    run_metadata: str = "{}"
+    parent_id: str | None = Field(default=None, max_length=64)
+    idempotency_key: str | None = Field(default=None, max_length=200)
+    idempotency_expires_at: float | None = None
+    created_at: float
+    updated_at: float
+    available_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    worker_id: str | None = Field(default=None, max_length=100)
+    lease_expires_at: float | None = None
+    cancel_requested: bool = False
+    executed_seconds: float = 0.0
+
+
+class StepRow(SQLModel, table=True):
+    __tablename__ = "agentflow_steps"
+
+    run_id: str = Field(primary_key=True, max_length=64)
+    seq: int = Field(primary_key=True)
+    name: str = Field(max_length=200)
+    kind: str = Field(default="step", max_length=16)
+    status: str = Field(max_length=16)
+    output: str | None = None
+    error: str | None = None
+    attempts: int = 1
+    started_at: float
+    finished_at: float
+    info: str | None = None
+
+
+class WaitpointRow(SQLModel, table=True):
+    __tablename__ = "agentflow_waitpoints"
+    __table_args__ = (
+        sa.UniqueConstraint("run_id", "seq", name="ux_agentflow_waitpoints_run_seq"),
+        sa.Index("ix_agentflow_waitpoints_due", "status", "timeout_at"),
+        sa.Index("ix_agentflow_waitpoints_target", "kind", "target", "status"),
+    )
+
+    id: str = Field(primary_key=True, max_length=64)
+    run_id: str = Field(max_length=64)
+    seq: int
+    kind: str = Field(max_length=16)
+    name: str = Field(max_length=200)
+    status: str = Field(default="pending", max_length=16)
+    target: str | None = Field(default=None, max_length=200)
+    token: str | None = Field(default=None, max_length=100, unique=True)
+    data: str | None = None
+    digest: str | None = Field(default=None, max_length=64)
+    batch: int | None = None
+    timeout_at: float | None = None
+    resolution: str | None = None
+    created_at: float
+    resolved_at: float | None = None
+
+
+class EventRow(SQLModel, table=True):
+    __tablename__ = "agentflow_events"
+    __table_args__ = (sa.Index("ix_agentflow_events_name", "name", "created_at"),)
+
+    id: str = Field(primary_key=True, max_length=200)
+    name: str = Field(max_length=200)
+    payload: str
+    created_at: float
+    resumed_runs: int = 0
+
+
+class LogRow(SQLModel, table=True):
+    __tablename__ = "agentflow_logs"
+    __table_args__ = (sa.Index("ix_agentflow_logs_run", "run_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(max_length=64)
+    seq: int | None = None
+    level: str = Field(max_length=10)
+    message: str
+    fields: str = "{}"
+    ts: float
+
+
+class AttemptErrorRow(SQLModel, table=True):
+    __tablename__ = "agentflow_attempt_errors"
+    __table_args__ = (sa.Index("ix_agentflow_attempt_errors_run", "run_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(max_length=64)
+    run_attempt: int
+    seq: int | None = None
+    step: str | None = Field(default=None, max_length=200)
+    step_attempt: int | None = None
+    error_type: str = Field(max_length=200)
+    message: str
+    traceback: str
+    ts: float
+
+
+def _table(model: type[SQLModel]) -> sa.Table:
+    return cast(sa.Table, model.__table__)  # type: ignore[attr-defined]
+
+
+runs = _table(RunRow)
+steps = _table(StepRow)
+waitpoints = _table(WaitpointRow)
+events = _table(EventRow)
+logs = _table(LogRow)
+attempt_errors = _table(AttemptErrorRow)
+metadata = SQLModel.metadata

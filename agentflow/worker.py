@@ -1,0 +1,367 @@
+"""The worker: claims runs under a lease, executes them, parks them on waits, finishes them.
+
+One worker is a set of tasks in one event loop: a claim loop (woken at once by triggers in the
+same process, polling otherwise), a heartbeat that extends leases and picks up cancellations,
+and a sweeper that fires due timers and reclaims runs whose worker died.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import secrets
+import socket
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+from sqlalchemy.engine import RowMapping
+
+from ._notify import Notifier
+from ._serde import dumps, error_info
+from ._signals import Abandon, Suspend
+from .context import RunContext
+from .errors import PayloadValidationError, StepFailedError
+from .status import RunStatus
+from .storage import LeaseLost
+from .storage.store import Journal
+
+if TYPE_CHECKING:
+    from .engine import Engine
+    from .workflow import Workflow
+
+__all__ = ["Worker"]
+
+log = logging.getLogger("agentflow.worker")
+_EMPTY = Journal(steps={}, waitpoints={})
+
+
+@dataclass(slots=True)
+class _Active:
+    scope: anyio.CancelScope
+    ctx: RunContext | None = None
+    stop: str | None = None  # why the scope was cancelled: "cancel", "shutdown" or "lost"
+
+
+class Worker:
+    """Executes runs of the engine's workflows. Start with ``await worker.run()``."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        concurrency: int = 50,
+        lease: float = 30.0,
+        poll_interval: float = 0.25,
+        sweep_interval: float = 1.0,
+        shutdown_grace: float = 30.0,
+        worker_id: str | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("worker concurrency must be at least 1")
+        if lease <= 0:
+            raise ValueError("worker lease must be positive")
+        self.engine = engine
+        self.concurrency = concurrency
+        self.lease = lease
+        self.poll_interval = poll_interval
+        self.sweep_interval = sweep_interval
+        self.shutdown_grace = shutdown_grace
+        self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._active: dict[str, _Active] = {}
+        self._work = Notifier()
+        self._slots = Notifier()
+        self._timers = Notifier()
+        self._next_timer = math.inf
+        self._stopping = False
+        self._started = False
+
+    @property
+    def active_runs(self) -> list[str]:
+        return list(self._active)
+
+    def stop(self) -> None:
+        """Stop claiming; let running runs finish (up to ``shutdown_grace``), hand back the rest."""
+        self._stopping = True
+        self._work.notify()
+        self._slots.notify()
+
+    async def run(self, *, task_status: TaskStatus[Worker] = anyio.TASK_STATUS_IGNORED) -> None:
+        if self._started:
+            raise RuntimeError("a Worker can only run once; create a new one")
+        self._started = True
+        await self.engine.start()
+        self.engine._attach(self)
+        try:
+            async with anyio.create_task_group() as housekeeping:
+                housekeeping.start_soon(self._heartbeat_loop)
+                housekeeping.start_soon(self._sweep_loop)
+                async with anyio.create_task_group() as runs:
+                    task_status.started(self)
+                    await self._claim_loop(runs)
+                    with anyio.move_on_after(self.shutdown_grace):
+                        while self._active:
+                            await self._slots.wait(1.0)
+                    for active in self._active.values():
+                        active.stop = "shutdown"
+                        active.scope.cancel()
+                housekeeping.cancel_scope.cancel()
+        finally:
+            self.engine._detach(self)
+
+    # -- loops --------------------------------------------------------------------------
+
+    async def _claim_loop(self, runs: TaskGroup) -> None:
+        store = self.engine._store
+        workflow_ids = list(self.engine._workflows)
+        while not self._stopping:
+            free = self.concurrency - len(self._active)
+            if free <= 0:
+                await self._slots.wait(self.poll_interval)
+                continue
+            rows = await store.claim(self.id, min(free, 64), self.lease, workflow_ids)
+            for row in rows:
+                self._active[row["id"]] = _Active(scope=anyio.CancelScope())
+                runs.start_soon(self._execute, row, name=f"agentflow-run-{row['id']}")
+            if len(rows) < free:
+                await self._work.wait(self.poll_interval)
+
+    async def _heartbeat_loop(self) -> None:
+        store = self.engine._store
+        while True:
+            await anyio.sleep(self.lease / 3)
+            ids = list(self._active)
+            if not ids:
+                continue
+            try:
+                cancel, lost = await store.heartbeat(self.id, ids, self.lease)
+            except Exception:  # a failed heartbeat is retried at the next beat
+                log.exception("heartbeat failed")
+                continue
+            for run_id, reason in [(r, "cancel") for r in cancel] + [(r, "lost") for r in lost]:
+                active = self._active.get(run_id)
+                if active is not None and active.stop is None:
+                    active.stop = reason
+                    active.scope.cancel()
+
+    async def _sweep_loop(self) -> None:
+        store = self.engine._store
+        while True:
+            try:
+                fired, reclaimed = await store.sweep()
+            except Exception:  # retried at the next sweep
+                log.exception("sweep failed")
+                fired = reclaimed = 0
+            if fired or reclaimed:
+                self.engine._notify_work()
+            delay = self.sweep_interval
+            if self._next_timer < math.inf:
+                delay = min(delay, max(0.0, self._next_timer - self.engine.clock()) + 0.005)
+                self._next_timer = math.inf
+            await self._timers.wait(delay)
+
+    def cancel_local(self, run_id: str) -> bool:
+        active = self._active.get(run_id)
+        if active is None:
+            return False
+        if active.stop is None:
+            active.stop = "cancel"
+            active.scope.cancel()
+        return True
+
+    def timer_at(self, when: float) -> None:
+        if when < self._next_timer:
+            self._next_timer = when
+            self._timers.notify()
+
+    # -- executing one run --------------------------------------------------------------
+
+    async def _execute(self, row: RowMapping) -> None:
+        run_id = row["id"]
+        try:
+            await self._execute_run(row, self._active[run_id])
+        except (LeaseLost, Abandon):
+            log.info("run %s: lease lost; another worker owns it now", run_id)
+        except Exception:  # the worker must survive anything one run does
+            log.exception("run %s: unexpected error while finishing", run_id)
+        finally:
+            self._active.pop(run_id, None)
+            self._slots.notify()
+
+    async def _execute_run(self, row: RowMapping, active: _Active) -> None:
+        engine = self.engine
+        store = engine._store
+        run_id = row["id"]
+        wf = engine._workflows[row["workflow_id"]]
+        journal = _EMPTY if row["started_at"] is None else await store.load_journal(run_id)
+        ctx = RunContext(
+            engine=engine, run=row, worker_id=self.id, journal=journal, step_retry=engine.step_retry
+        )
+        active.ctx = ctx
+        try:
+            payload = wf.validate_payload(row["payload"])
+        except PayloadValidationError as exc:
+            await self._fail(ctx, wf, exc, row, row["executed_seconds"])
+            return
+
+        prior = row["executed_seconds"]
+        remaining = math.inf if wf.timeout is None else max(0.0, wf.timeout - prior)
+        started = time.monotonic()
+        failure: BaseException | None = None
+        output: Any = None
+        completed = False
+        with active.scope:
+            with anyio.move_on_after(remaining) as deadline:
+                try:
+                    output = await wf(ctx, payload)
+                    completed = True
+                except anyio.get_cancelled_exc_class():
+                    raise
+                except BaseException as exc:
+                    failure = exc
+        executed = prior + (time.monotonic() - started)
+
+        if active.stop is not None and not completed:
+            await self._stopped(ctx, active.stop, executed)
+        elif deadline.cancelled_caught:
+            await self._finish(
+                ctx,
+                RunStatus.TIMED_OUT,
+                error={
+                    "type": "WorkflowTimeout",
+                    "message": f"run exceeded the workflow timeout of {wf.timeout}s",
+                    "traceback": "",
+                },
+                executed=executed,
+            )
+        elif completed:
+            try:
+                encoded = dumps(output)
+            except TypeError as exc:
+                await self._fail(ctx, wf, exc, row, executed, retry=False)
+                return
+            await self._finish(ctx, RunStatus.COMPLETED, output=encoded, executed=executed)
+        else:
+            assert failure is not None
+            signal = _signal_in(failure)
+            if signal is Abandon:
+                return
+            if signal is Suspend:
+                await self._suspend(ctx, executed)
+            else:
+                await self._fail(ctx, wf, _first_error(failure), row, executed)
+
+    async def _suspend(self, ctx: RunContext, executed: float) -> None:
+        new, awaited = ctx._suspension()
+        logs, _ = ctx._drain()
+        status = await self.engine._store.suspend(
+            ctx.run_id,
+            self.id,
+            new_waitpoints=new,
+            awaited=awaited,
+            executed_seconds=executed,
+            logs=logs,
+        )
+        if status == "cancel":
+            await self._finish(ctx, RunStatus.CANCELLED, executed=executed)
+            return
+        for wp in new:
+            if wp.timeout_at is not None:
+                self.timer_at(wp.timeout_at)
+        if status == RunStatus.QUEUED.value:
+            self.engine._notify_work()
+
+    async def _stopped(self, ctx: RunContext, reason: str, executed: float) -> None:
+        if reason == "cancel":
+            await self._finish(ctx, RunStatus.CANCELLED, executed=executed)
+        elif reason == "shutdown":
+            await self.engine._store.release([ctx.run_id], self.id)
+        # "lost": another worker holds the run now; write nothing.
+
+    async def _fail(
+        self,
+        ctx: RunContext,
+        wf: Workflow[Any, Any],
+        exc: BaseException,
+        row: RowMapping,
+        executed: float,
+        *,
+        retry: bool = True,
+    ) -> None:
+        ctx._errors.append(ctx._error_row(exc, None, None, None))
+        retryable = retry and wf.retry.is_retryable(exc)
+        if isinstance(exc, StepFailedError) and not exc.retryable:
+            retryable = False
+        if retryable and row["attempt"] < wf.retry.max_attempts:
+            logs, errors = ctx._drain()
+            await self.engine._store.retry(
+                ctx.run_id,
+                self.id,
+                delay=wf.retry.delay(row["attempt"]),
+                executed_seconds=executed,
+                logs=logs,
+                errors=errors,
+            )
+            self.engine._notify_work()
+            return
+        await self._finish(ctx, RunStatus.FAILED, error=error_info(exc), executed=executed)
+
+    async def _finish(
+        self,
+        ctx: RunContext,
+        status: RunStatus,
+        *,
+        output: str | None = None,
+        error: dict[str, Any] | None = None,
+        executed: float,
+    ) -> None:
+        logs, errors = ctx._drain()
+        with anyio.CancelScope(shield=True):
+            woken = await self.engine._store.finish(
+                ctx.run_id,
+                self.id,
+                status=status.value,
+                output=output,
+                error=error,
+                executed_seconds=executed,
+                logs=logs,
+                errors=errors,
+            )
+        self.engine._notify_done(ctx.run_id)
+        if woken:
+            self.engine._notify_work()
+
+
+def _signal_in(exc: BaseException) -> type[BaseException] | None:
+    """The control-flow signal an exception (or exception group) carries, if any."""
+    if isinstance(exc, Abandon):
+        return Abandon
+    if isinstance(exc, Suspend):
+        return Suspend
+    if isinstance(exc, BaseExceptionGroup):
+        if exc.subgroup(Abandon) is not None:
+            return Abandon
+        rest = exc.split(Suspend)[1]
+        if rest is None or all(
+            isinstance(e, anyio.get_cancelled_exc_class()) for e in _leaves(rest)
+        ):
+            return Suspend if exc.subgroup(Suspend) is not None else None
+    return None
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for e in exc.exceptions for leaf in _leaves(e)]
+    return [exc]
+
+
+def _first_error(exc: BaseException) -> BaseException:
+    """The real error inside a group (a task group in the workflow wraps what it raises)."""
+    if isinstance(exc, BaseExceptionGroup):
+        for leaf in _leaves(exc):
+            if not isinstance(leaf, Suspend | anyio.get_cancelled_exc_class()):
+                return leaf
+    return exc

@@ -1,0 +1,171 @@
+"""Workflow definitions: a typed async function registered under a stable id."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from ._serde import adapter, dumps
+from .errors import PayloadValidationError
+from .retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from .context import RunContext
+
+__all__ = ["Workflow", "workflow"]
+
+P = TypeVar("P")
+O = TypeVar("O")
+WorkflowFn = Callable[["RunContext", P], Awaitable[O]]
+
+
+def seconds(value: float | timedelta | None) -> float | None:
+    if value is None:
+        return None
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+@dataclass(frozen=True, eq=False)
+class Workflow(Generic[P, O]):
+    """A registered workflow. Create with the :func:`workflow` decorator."""
+
+    id: str
+    fn: Callable[..., Awaitable[O]]
+    version: str = "1"
+    retry: RetryPolicy = field(default_factory=RetryPolicy.none)
+    timeout: float | None = None
+    description: str = ""
+    queue: str = "default"
+    priority: int = 0
+    payload_type: Any = None
+    output_type: Any = None
+    takes_payload: bool = True
+
+    async def __call__(self, ctx: RunContext, payload: P) -> O:
+        if self.takes_payload:
+            return await self.fn(ctx, payload)
+        return await self.fn(ctx)
+
+    @property
+    def _payload_adapter(self) -> TypeAdapter[Any]:
+        return adapter(self.payload_type if self.payload_type is not None else Any)
+
+    def validate_payload(self, payload: Any) -> P:
+        """Validate ``payload`` (a model instance, dict or JSON string) against the model.
+
+        Raises:
+            PayloadValidationError: with one entry per invalid field.
+        """
+        if not self.takes_payload:
+            if payload not in (None, {}):
+                raise PayloadValidationError(
+                    self.id, [{"field": "", "message": "this workflow takes no payload"}]
+                )
+            return None  # type: ignore[return-value]
+        try:
+            if isinstance(payload, str | bytes):
+                return self._payload_adapter.validate_json(payload)  # type: ignore[no-any-return]
+            if (
+                isinstance(payload, BaseModel)
+                and isinstance(self.payload_type, type)
+                and (isinstance(payload, self.payload_type))
+            ):
+                return payload  # type: ignore[return-value]
+            return self._payload_adapter.validate_python(payload)  # type: ignore[no-any-return]
+        except ValidationError as exc:
+            raise PayloadValidationError(self.id, validation_errors(exc)) from None
+
+    def dump_payload(self, payload: Any) -> str:
+        return dumps(payload)
+
+    def payload_schema(self) -> dict[str, Any]:
+        if not self.takes_payload:
+            return {"type": "object", "properties": {}, "additionalProperties": False}
+        return self._payload_adapter.json_schema()
+
+    def output_schema(self) -> dict[str, Any] | None:
+        if self.output_type in (None, inspect.Parameter.empty):
+            return None
+        return adapter(self.output_type).json_schema()
+
+
+def validation_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {
+            "field": ".".join(str(p) for p in err["loc"]),
+            "message": err["msg"],
+            "type": err["type"],
+        }
+        for err in exc.errors(include_url=False)
+    ]
+
+
+@overload
+def workflow(fn: Callable[..., Awaitable[O]], /) -> Workflow[Any, O]: ...
+
+
+@overload
+def workflow(
+    *,
+    id: str | None = None,
+    version: str = "1",
+    retry: RetryPolicy | None = None,
+    timeout: float | timedelta | None = None,
+    description: str | None = None,
+    queue: str = "default",
+    priority: int = 0,
+) -> Callable[[Callable[..., Awaitable[O]]], Workflow[Any, O]]: ...
+
+
+def workflow(
+    fn: Callable[..., Awaitable[O]] | None = None,
+    /,
+    *,
+    id: str | None = None,
+    version: str = "1",
+    retry: RetryPolicy | None = None,
+    timeout: float | timedelta | None = None,
+    description: str | None = None,
+    queue: str = "default",
+    priority: int = 0,
+) -> Workflow[Any, O] | Callable[[Callable[..., Awaitable[O]]], Workflow[Any, O]]:
+    """Declare a workflow: ``async def fn(ctx: RunContext, payload: Model) -> Out``.
+
+    ``timeout`` bounds the run's execution time (time spent in waitpoints is not counted);
+    ``retry`` re-runs a failed run, keeping the steps that completed; ``description`` is shown
+    to agents.
+    """
+
+    def build(f: Callable[..., Awaitable[O]]) -> Workflow[Any, O]:
+        if not inspect.iscoroutinefunction(f):
+            raise TypeError(f"workflow {f.__qualname__} must be an async function")
+        params = list(inspect.signature(f).parameters.values())
+        if not 1 <= len(params) <= 2:
+            raise TypeError(
+                f"workflow {f.__qualname__} must take (ctx) or (ctx, payload), "
+                f"not {len(params)} parameters"
+            )
+        hints = typing.get_type_hints(f)
+        takes_payload = len(params) == 2
+        payload_type = hints.get(params[1].name, Any) if takes_payload else None
+        return Workflow(
+            id=id or f.__name__,
+            fn=f,
+            version=str(version),
+            retry=retry or RetryPolicy.none(),
+            timeout=seconds(timeout),
+            description=description if description is not None else inspect.getdoc(f) or "",
+            queue=queue,
+            priority=priority,
+            payload_type=payload_type,
+            output_type=hints.get("return", Any),
+            takes_payload=takes_payload,
+        )
+
+    return build(fn) if fn is not None else build

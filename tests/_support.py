@@ -1,0 +1,60 @@
+"""Helpers for tests: a worker running for the length of a block, condition waits."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import anyio
+import sqlalchemy as sa
+
+from agentflow import Engine, Worker
+from agentflow.storage.tables import metadata
+
+T = TypeVar("T")
+
+
+def reset_postgres(url: str) -> None:
+    """Empty every agentflow table (the schema stays, so migrations run once a session)."""
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.begin() as conn:
+            names = [t.name for t in metadata.sorted_tables if sa.inspect(conn).has_table(t.name)]
+            if names:
+                conn.exec_driver_sql(f"TRUNCATE {', '.join(names)} RESTART IDENTITY")
+    finally:
+        engine.dispose()
+
+
+@asynccontextmanager
+async def running_worker(engine: Engine, **options: Any) -> AsyncIterator[Worker]:
+    """Run a worker in the background for the duration of the block."""
+    options.setdefault("poll_interval", 0.05)
+    options.setdefault("sweep_interval", 0.1)
+    options.setdefault("shutdown_grace", 5.0)
+    async with anyio.create_task_group() as tg:
+        worker: Worker = await tg.start(engine.worker(**options).run)
+        try:
+            yield worker
+        finally:
+            worker.stop()
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], *, timeout: float = 10.0, what: str = "condition"
+) -> T:
+    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds.
+
+    For state that lives in the database (another process, a timer): there is no in-process
+    event to wait on, so this checks with a short, growing interval under a hard deadline.
+    """
+    delay = 0.005
+    with anyio.move_on_after(timeout):
+        while True:
+            value = await probe()
+            if value:
+                return value
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
