@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -63,6 +64,8 @@ class Workflow(Generic[P, O]):
             PayloadValidationError: with one entry per invalid field.
         """
         if not self.takes_payload:
+            if isinstance(payload, str | bytes):
+                payload = json.loads(payload)
             if payload not in (None, {}):
                 raise PayloadValidationError(
                     self.id, [{"field": "", "message": "this workflow takes no payload"}]

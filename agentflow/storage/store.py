@@ -743,7 +743,23 @@ def _create_run(conn: Connection, spec: NewRun, now: float) -> tuple[RowMapping,
         "cancel_requested": False,
         "executed_seconds": 0.0,
     }
-    conn.execute(_INSERT_RUN, values)
+    if spec.idempotency_key is None:
+        conn.execute(_INSERT_RUN, values)
+    else:
+        try:
+            with conn.begin_nested():
+                conn.execute(_INSERT_RUN, values)
+        except sa.exc.IntegrityError:
+            # Another transaction created the run with this key first: that run is the answer.
+            winner = conn.execute(
+                sa.select(runs).where(
+                    runs.c.workflow_id == spec.workflow_id,
+                    runs.c.idempotency_key == spec.idempotency_key,
+                )
+            ).first()
+            if winner is None:
+                raise
+            return winner._mapping, False
     row = conn.execute(_RUN_BY_ID, {"_id": spec.id}).one()
     return row._mapping, True
 

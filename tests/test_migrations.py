@@ -1,0 +1,38 @@
+"""Schema migrations: the migrated schema is exactly the SQLModel tables, every time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from agentflow import Engine
+from agentflow.storage.database import normalize_url
+from agentflow.storage.migrate import HEAD, VERSION_TABLE, alembic_config, current_revision
+from agentflow.storage.tables import metadata
+
+pytestmark = pytest.mark.anyio
+
+
+def test_head_constant_matches_the_newest_migration() -> None:
+    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == HEAD
+
+
+async def test_migrated_schema_matches_the_models(
+    make_engine: Callable[..., Engine], database_url: str
+) -> None:
+    engine = make_engine()
+    await engine.start()
+    await engine._store.migrate()  # a second upgrade is a no-op
+    db = sa.create_engine(normalize_url(database_url))
+    try:
+        with db.connect() as conn:
+            assert current_revision(conn) == HEAD
+            context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+            assert compare_metadata(context, metadata) == []
+    finally:
+        db.dispose()
