@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.from_thread
+import anyio.lowlevel
 from anyio.abc import TaskGroup, TaskStatus
 from sqlalchemy.engine import RowMapping
 
@@ -95,6 +97,10 @@ class Worker:
         self._started = True
         await self.engine.start()
         self.engine._attach(self)
+        loop_token = anyio.lowlevel.current_token()
+        listener = self.engine.db.dialect.listen(
+            lambda: anyio.from_thread.run_sync(self._work.notify, token=loop_token)
+        )
         try:
             async with anyio.create_task_group() as housekeeping:
                 housekeeping.start_soon(self._heartbeat_loop)
@@ -111,6 +117,8 @@ class Worker:
                 housekeeping.cancel_scope.cancel()
         finally:
             self.engine._detach(self)
+            if listener is not None:
+                await anyio.to_thread.run_sync(listener.close)
 
     # -- loops --------------------------------------------------------------------------
 
@@ -146,6 +154,19 @@ class Worker:
                 if active is not None and active.stop is None:
                     active.stop = reason
                     active.scope.cancel()
+            await self._flush_logs()
+
+    async def _flush_logs(self) -> None:
+        """Save logs of runs inside a long step, so they show before the step ends."""
+        for run_id, active in list(self._active.items()):
+            ctx = active.ctx
+            if ctx is None or not ctx._logs or active.stop is not None:
+                continue
+            logs, errors = ctx._drain()
+            try:
+                await self.engine._store.record_errors(run_id, self.id, errors, logs=logs)
+            except LeaseLost:
+                continue
 
     async def _sweep_loop(self) -> None:
         store = self.engine._store

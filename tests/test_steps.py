@@ -341,3 +341,27 @@ async def test_idempotency_key_outside_a_step_is_an_error(
     async with running_worker(engine):
         await (await engine.trigger(outside)).result(timeout=10)
     assert seen == ["ctx.idempotency_key is only available inside a step function"]
+
+
+async def test_logs_of_a_long_step_are_visible_while_it_runs(
+    make_engine: Callable[..., Engine],
+) -> None:
+    release = anyio.Event()
+
+    @workflow(id="chatty")
+    async def chatty(ctx: RunContext) -> None:
+        async def long_step() -> None:
+            ctx.log.info("working", pct=50)
+            await release.wait()
+
+        await ctx.step("long", long_step)
+
+    engine = make_engine([chatty])
+    async with running_worker(engine, lease=0.3):
+        handle = await engine.trigger(chatty)
+        (entry,) = await eventually(lambda: engine.get_logs(handle.id), what="log line")
+        assert (entry.message, entry.fields, entry.seq) == ("working", {"pct": 50}, 1)
+        assert (await engine.get_run(handle.id)).status is RunStatus.RUNNING
+        release.set()
+        await handle.result(timeout=10)
+    assert len(await engine.get_logs(handle.id)) == 1

@@ -26,6 +26,9 @@ from sqlalchemy.engine import Connection
 
 from .dialects import Dialect, dialect_for
 
+# Set in ``conn.info`` by a job whose transaction makes runs claimable (see store.py).
+CLAIMABLE_FLAG = "agentflow_claimable"
+
 __all__ = ["Database", "normalize_url"]
 
 T = TypeVar("T")
@@ -72,9 +75,17 @@ def _deliver(call: _Call) -> None:
 class _Lane:
     """A queue served by ``threads`` threads, each holding one connection."""
 
-    def __init__(self, name: str, engine: sa.Engine, threads: int, max_batch: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        engine: sa.Engine,
+        threads: int,
+        max_batch: int,
+        before_commit: Callable[[Connection], None],
+    ) -> None:
         self._queue: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._engine = engine
+        self._before_commit = before_commit
         self._max_batch = max_batch
         self._threads = [
             threading.Thread(target=self._serve, name=f"agentflow-db-{name}-{i}", daemon=True)
@@ -125,7 +136,10 @@ class _Lane:
                                 call.result = call.fn(conn)
                         except Exception as exc:  # delivered to the caller that sent the job
                             call.error = exc
+                if conn.info.pop(CLAIMABLE_FLAG, False):
+                    self._before_commit(conn)
         except Exception as exc:  # the transaction failed as a whole: every job fails with it
+            conn.info.pop(CLAIMABLE_FLAG, None)
             if conn.invalidated:
                 conn.rollback()
             for call in batch:
@@ -172,11 +186,13 @@ class Database:
                     raise RuntimeError("the database has been closed")
                 if self._writer is None or self._reader is None:
                     self.dialect.prepare()
+                    notify = self.dialect.notify_work
                     if self.dialect.single_writer:
-                        self._writer = _Lane("w", self.dialect.engine(write=True), 1, 64)
-                        self._reader = _Lane("r", self.dialect.engine(write=False), 1, 1)
+                        self._writer = _Lane("w", self.dialect.engine(write=True), 1, 64, notify)
+                        self._reader = _Lane("r", self.dialect.engine(write=False), 1, 1, notify)
                     else:
-                        lane = _Lane("pg", self.dialect.engine(write=True), self._pool_size, 32)
+                        engine = self.dialect.engine(write=True)
+                        lane = _Lane("pg", engine, self._pool_size, 32, notify)
                         self._writer = self._reader = lane
         return self._writer, self._reader
 

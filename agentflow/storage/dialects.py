@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Literal
@@ -12,7 +14,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 
-__all__ = ["Dialect", "PostgresDialect", "SQLiteDialect", "dialect_for"]
+__all__ = ["Dialect", "Listener", "PostgresDialect", "SQLiteDialect", "dialect_for"]
+
+log = logging.getLogger("agentflow.storage")
+WORK_CHANNEL = "agentflow_work"
 
 # Any 64-bit constant works: it only has to be the same in every agentflow process.
 _MIGRATION_LOCK_KEY = 0x6167656E74666C6F
@@ -38,6 +43,13 @@ class Dialect:
 
     def migration_lock(self, conn: Connection) -> AbstractContextManager[None]:
         return nullcontext()
+
+    def notify_work(self, conn: Connection) -> None:
+        """Tell listening workers in other processes that runs became claimable."""
+
+    def listen(self, on_work: Callable[[], None]) -> Listener | None:
+        """Call ``on_work`` whenever another process signals claimable runs (if supported)."""
+        return None
 
     def dispose(self) -> None:
         for engine in self._engines:
@@ -119,6 +131,43 @@ class PostgresDialect(Dialect):
 
     def migration_lock(self, conn: Connection) -> AbstractContextManager[None]:
         return self._advisory(conn)
+
+    def notify_work(self, conn: Connection) -> None:
+        # Delivered at commit; several in one transaction collapse into one.
+        conn.exec_driver_sql(f"NOTIFY {WORK_CHANNEL}")
+
+    def listen(self, on_work: Callable[[], None]) -> Listener | None:
+        conninfo = sa.make_url(self.url).set(drivername="postgresql")
+        return Listener(conninfo.render_as_string(hide_password=False), on_work)
+
+
+class Listener:
+    """A thread holding a LISTEN connection; reconnects if the connection drops."""
+
+    def __init__(self, conninfo: str, on_work: Callable[[], None]) -> None:
+        self._conninfo = conninfo
+        self._on_work = on_work
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="agentflow-listen", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import psycopg
+
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._conninfo, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {WORK_CHANNEL}")
+                    while not self._stop.is_set():
+                        if any(True for _ in conn.notifies(timeout=0.1, stop_after=1)):
+                            self._on_work()
+            except psycopg.Error:
+                log.warning("LISTEN connection lost; reconnecting", exc_info=True)
+                self._stop.wait(1.0)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 def dialect_for(url: str, *, synchronous: Literal["normal", "full"] = "normal") -> Dialect:

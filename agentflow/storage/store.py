@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection, RowMapping
 from .._serde import dumps, loads
 from ..errors import ApprovalError, ConflictError, NotFoundError, RunNotFoundError
 from ..status import CLAIMABLE, TERMINAL, RunStatus, WaitpointStatus
-from .database import Database
+from .database import CLAIMABLE_FLAG, Database
 from .migrate import upgrade
 from .tables import attempt_errors, events, logs, runs, steps, waitpoints
 
@@ -256,13 +256,19 @@ class Store:
         await self.db.write(job)
 
     async def record_errors(
-        self, run_id: str, worker_id: str, errors: Sequence[dict[str, Any]]
+        self,
+        run_id: str,
+        worker_id: str,
+        errors: Sequence[dict[str, Any]],
+        *,
+        logs: Sequence[dict[str, Any]] = (),
     ) -> None:
+        """Save attempt errors and logs of a run this worker holds."""
         now = self.clock()
 
         def job(conn: Connection) -> None:
             _fence(conn, run_id, worker_id, now)
-            _write_side_rows(conn, (), errors)
+            _write_side_rows(conn, logs, errors)
 
         await self.db.write(job)
 
@@ -342,6 +348,7 @@ class Store:
                     .where(runs.c.id == run_id)
                     .values(status=RunStatus.QUEUED.value, available_at=now)
                 )
+                _claimable(conn)
                 return RunStatus.QUEUED.value
             return RunStatus.WAITING.value
 
@@ -395,6 +402,7 @@ class Store:
             conn.execute(
                 sa.delete(steps).where(steps.c.run_id == run_id, steps.c.status == "failed")
             )
+            _claimable(conn)
             conn.execute(
                 sa.update(runs)
                 .where(runs.c.id == run_id)
@@ -416,8 +424,10 @@ class Store:
         if not run_ids:
             return
         now = self.clock()
-        await self.db.write(
-            lambda conn: conn.execute(
+
+        def job(conn: Connection) -> None:
+            _claimable(conn)
+            conn.execute(
                 sa.update(runs)
                 .where(
                     runs.c.id.in_(list(run_ids)),
@@ -432,7 +442,8 @@ class Store:
                     updated_at=now,
                 )
             )
-        )
+
+        await self.db.write(job)
 
     async def heartbeat(
         self, worker_id: str, run_ids: Sequence[str], lease: float
@@ -502,6 +513,8 @@ class Store:
                     updated_at=now,
                 )
             ).rowcount
+            if reclaimed:
+                _claimable(conn)
             return len(due), reclaimed
 
         return await self.db.write(job)
@@ -687,6 +700,11 @@ def matches(pattern: Any, value: Any) -> bool:
     return bool(pattern == value)
 
 
+def _claimable(conn: Connection) -> None:
+    """Note that this transaction makes runs claimable, so workers elsewhere get woken."""
+    conn.info[CLAIMABLE_FLAG] = True
+
+
 def _fence(conn: Connection, run_id: str, worker_id: str, now: float) -> None:
     params = {"_id": run_id, "_worker": worker_id, "_now": now}
     if conn.execute(_FENCE, params).rowcount != 1:
@@ -743,6 +761,8 @@ def _create_run(conn: Connection, spec: NewRun, now: float) -> tuple[RowMapping,
         "cancel_requested": False,
         "executed_seconds": 0.0,
     }
+    if spec.status == RunStatus.QUEUED.value:
+        _claimable(conn)
     if spec.idempotency_key is None:
         conn.execute(_INSERT_RUN, values)
     else:
@@ -832,13 +852,14 @@ def _wake(conn: Connection, run_id: str, batch: int | None, now: float) -> bool:
         ).scalar_one()
         if pending:
             return False
-    return bool(
-        conn.execute(
-            sa.update(runs)
-            .where(runs.c.id == run_id, runs.c.status == RunStatus.WAITING.value)
-            .values(status=RunStatus.QUEUED.value, available_at=now, updated_at=now)
-        ).rowcount
-    )
+    woken = conn.execute(
+        sa.update(runs)
+        .where(runs.c.id == run_id, runs.c.status == RunStatus.WAITING.value)
+        .values(status=RunStatus.QUEUED.value, available_at=now, updated_at=now)
+    ).rowcount
+    if woken:
+        _claimable(conn)
+    return bool(woken)
 
 
 def _any_satisfied(conn: Connection, run_id: str, awaited: Sequence[int]) -> bool:
