@@ -1,0 +1,1 @@
+"""Runnable agentflow examples. Each module exposes an ``engine`` for ``agentflow dev``."""
