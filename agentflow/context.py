@@ -16,7 +16,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 import anyio
 from sqlalchemy.engine import RowMapping
@@ -139,6 +139,28 @@ class RunContext:
         if scope is None:
             raise RuntimeError("ctx.idempotency_key is only available inside a step function")
         return scope.idempotency_key
+
+    @overload
+    async def step(
+        self,
+        name: str,
+        fn: Callable[..., Awaitable[T]],
+        *args: Any,
+        retry: RetryPolicy | None = None,
+        kind: str = "step",
+        **kwargs: Any,
+    ) -> T: ...
+
+    @overload
+    async def step(
+        self,
+        name: str,
+        fn: Callable[..., T],
+        *args: Any,
+        retry: RetryPolicy | None = None,
+        kind: str = "step",
+        **kwargs: Any,
+    ) -> T: ...
 
     async def step(
         self,

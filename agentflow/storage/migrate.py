@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import sqlalchemy as sa
@@ -39,5 +40,15 @@ def upgrade(conn: Connection, dialect: Dialect, revision: str = "head") -> str |
             return HEAD
         from alembic import command
 
-        command.upgrade(alembic_config(conn), revision)
+        # Alembic narrates every revision at INFO; keep that out of users' logs unless they
+        # configured the "alembic" logger themselves.
+        alembic_log = logging.getLogger("alembic")
+        quiet = alembic_log.level == logging.NOTSET
+        if quiet:
+            alembic_log.setLevel(logging.WARNING)
+        try:
+            command.upgrade(alembic_config(conn), revision)
+        finally:
+            if quiet:
+                alembic_log.setLevel(logging.NOTSET)
         return current_revision(conn)
