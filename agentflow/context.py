@@ -645,5 +645,9 @@ class RunContext:
         self._logs, self._errors = [], []
         return logs, errors
 
+    @property
+    def _has_waits(self) -> bool:
+        return bool(self._journal.waitpoints or self._new_waitpoints)
+
     def _suspension(self) -> tuple[list[NewWaitpoint], list[int]]:
         return self._new_waitpoints, self._awaited

@@ -350,6 +350,7 @@ class Worker:
                 executed_seconds=executed,
                 logs=logs,
                 errors=errors,
+                has_waits=ctx._has_waits,
             )
         self.engine._notify_done(ctx.run_id)
         if woken:

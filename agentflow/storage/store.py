@@ -14,7 +14,7 @@ compiled form is cached. The invariants the rest of the engine relies on live he
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,7 +112,7 @@ class Store:
 
     # -- runs ----------------------------------------------------------------------------
 
-    async def create_run(self, spec: NewRun) -> tuple[RowMapping, bool]:
+    async def create_run(self, spec: NewRun) -> tuple[Mapping[Any, Any], bool]:
         """Insert a run; with an idempotency key still alive, return the existing run instead."""
         now = self.clock()
         return await self.db.write(lambda conn: _create_run(conn, spec, now))
@@ -365,8 +365,12 @@ class Store:
         executed_seconds: float | None = None,
         logs: Sequence[dict[str, Any]] = (),
         errors: Sequence[dict[str, Any]] = (),
+        has_waits: bool = True,
     ) -> list[str]:
-        """End a run. Returns the ids of parent runs this woke up."""
+        """End a run. Returns the ids of parent runs this woke up.
+
+        ``has_waits=False`` (the run never created a waitpoint) skips cancelling its waits.
+        """
         now = self.clock()
 
         def job(conn: Connection) -> list[str]:
@@ -379,7 +383,7 @@ class Store:
             }
             if executed_seconds is not None:
                 values["executed_seconds"] = executed_seconds
-            return _finish(conn, run_id, status, now, **values)
+            return _finish(conn, run_id, status, now, has_waits=has_waits, **values)
 
         return await self.db.write(job)
 
@@ -720,7 +724,7 @@ def _write_side_rows(
         conn.execute(_INSERT_ERROR, list(error_rows))
 
 
-def _create_run(conn: Connection, spec: NewRun, now: float) -> tuple[RowMapping, bool]:
+def _create_run(conn: Connection, spec: NewRun, now: float) -> tuple[Mapping[Any, Any], bool]:
     if spec.idempotency_key is not None:
         existing = conn.execute(
             sa.select(runs).where(
@@ -780,8 +784,8 @@ def _create_run(conn: Connection, spec: NewRun, now: float) -> tuple[RowMapping,
             if winner is None:
                 raise
             return winner._mapping, False
-    row = conn.execute(_RUN_BY_ID, {"_id": spec.id}).one()
-    return row._mapping, True
+    unset = dict.fromkeys(("output", "error", "started_at", "finished_at", "worker_id"))
+    return {**unset, "lease_expires_at": None, **values}, True
 
 
 def _child_resolution(child: RowMapping) -> str:
@@ -794,9 +798,17 @@ def _child_resolution(child: RowMapping) -> str:
     )
 
 
-def _finish(conn: Connection, run_id: str, status: str, now: float, **values: Any) -> list[str]:
+def _finish(
+    conn: Connection,
+    run_id: str,
+    status: str,
+    now: float,
+    *,
+    has_waits: bool = True,
+    **values: Any,
+) -> list[str]:
     """Set a final status, cancel the run's own pending waits, and wake a waiting parent."""
-    conn.execute(
+    parent_id = conn.execute(
         sa.update(runs)
         .where(runs.c.id == run_id)
         .values(
@@ -807,12 +819,16 @@ def _finish(conn: Connection, run_id: str, status: str, now: float, **values: An
             lease_expires_at=None,
             **values,
         )
-    )
-    conn.execute(
-        sa.update(waitpoints)
-        .where(waitpoints.c.run_id == run_id, waitpoints.c.status == _PENDING)
-        .values(status=WaitpointStatus.CANCELLED.value, resolved_at=now)
-    )
+        .returning(runs.c.parent_id)
+    ).scalar()
+    if has_waits:
+        conn.execute(
+            sa.update(waitpoints)
+            .where(waitpoints.c.run_id == run_id, waitpoints.c.status == _PENDING)
+            .values(status=WaitpointStatus.CANCELLED.value, resolved_at=now)
+        )
+    if parent_id is None:
+        return []
     parents = conn.execute(
         sa.select(waitpoints.c.id, waitpoints.c.run_id, waitpoints.c.batch).where(
             waitpoints.c.kind == "child",
