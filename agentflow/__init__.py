@@ -4,38 +4,97 @@ Workflows are async functions whose steps are checkpointed in SQL storage; runs 
 crashes, retries, deploys and waits that last days.
 """
 
-from .context import RunContext, RunLogger
-from .engine import Engine, RunHandle
-from .errors import (
-    AgentflowError,
-    ApprovalError,
-    ChildRunError,
-    ConflictError,
-    NonDeterminismError,
-    NonRetryableError,
-    NotFoundError,
-    PayloadValidationError,
-    RunFailedError,
-    RunNotFoundError,
-    StepFailedError,
-    WaitTimeoutError,
-    WorkflowNotFoundError,
-)
-from .models import (
-    ApprovalDecision,
-    AttemptError,
-    ChildResult,
-    EventRecord,
-    LogEntry,
-    ReceivedEvent,
-    Run,
-    StepRecord,
-    WaitpointRecord,
-)
-from .retry import RetryPolicy
-from .status import RunStatus
-from .worker import Worker
-from .workflow import Workflow, workflow
+# Names are imported on first use (PEP 562) so that `agentflow --help` and other light entry
+# points do not pay for SQLAlchemy, pydantic and the engine.
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .context import (
+        RunContext,
+        RunLogger,
+    )
+    from .engine import (
+        Engine,
+        RunHandle,
+    )
+    from .errors import (
+        AgentflowError,
+        ApprovalError,
+        ChildRunError,
+        ConflictError,
+        NonDeterminismError,
+        NonRetryableError,
+        NotFoundError,
+        PayloadValidationError,
+        RunFailedError,
+        RunNotFoundError,
+        StepFailedError,
+        StorageUnavailableError,
+        WaitTimeoutError,
+        WorkflowNotFoundError,
+    )
+    from .models import (
+        ApprovalDecision,
+        AttemptError,
+        ChildResult,
+        EventRecord,
+        LogEntry,
+        ReceivedEvent,
+        Run,
+        StepRecord,
+        WaitpointRecord,
+    )
+    from .retry import (
+        RetryPolicy,
+    )
+    from .status import (
+        RunStatus,
+    )
+    from .worker import (
+        Worker,
+    )
+    from .workflows import (
+        Workflow,
+        workflow,
+    )
+
+_EXPORTS = {
+    "AgentflowError": "errors",
+    "ApprovalDecision": "models",
+    "ApprovalError": "errors",
+    "AttemptError": "models",
+    "ChildResult": "models",
+    "ChildRunError": "errors",
+    "ConflictError": "errors",
+    "Engine": "engine",
+    "EventRecord": "models",
+    "LogEntry": "models",
+    "NonDeterminismError": "errors",
+    "NonRetryableError": "errors",
+    "NotFoundError": "errors",
+    "PayloadValidationError": "errors",
+    "ReceivedEvent": "models",
+    "RetryPolicy": "retry",
+    "Run": "models",
+    "RunContext": "context",
+    "RunFailedError": "errors",
+    "RunHandle": "engine",
+    "RunLogger": "context",
+    "RunNotFoundError": "errors",
+    "RunStatus": "status",
+    "StepFailedError": "errors",
+    "StepRecord": "models",
+    "StorageUnavailableError": "errors",
+    "WaitTimeoutError": "errors",
+    "WaitpointRecord": "models",
+    "Worker": "worker",
+    "Workflow": "workflows",
+    "WorkflowNotFoundError": "errors",
+    "workflow": "workflows",
+}
 
 __all__ = [
     "AgentflowError",
@@ -63,6 +122,7 @@ __all__ = [
     "RunStatus",
     "StepFailedError",
     "StepRecord",
+    "StorageUnavailableError",
     "WaitTimeoutError",
     "WaitpointRecord",
     "Worker",
@@ -72,3 +132,16 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agentflow' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -33,7 +33,7 @@ from .storage.store import Journal
 
 if TYPE_CHECKING:
     from .engine import Engine
-    from .workflow import Workflow
+    from .workflows import Workflow
 
 __all__ = ["RunContext", "RunLogger"]
 

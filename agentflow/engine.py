@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 
+from ._completions import Completions
 from ._serde import dumps, restore
 from .errors import RunFailedError, WaitTimeoutError, WorkflowNotFoundError
 from .models import (
@@ -26,7 +27,7 @@ from .retry import RetryPolicy
 from .status import RunStatus
 from .storage import Database, NewRun, Store
 from .storage.database import Synchronous
-from .workflow import Workflow, seconds
+from .workflows import Workflow, seconds
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -93,7 +94,7 @@ class Engine:
         self._started = False
         self._start_lock: anyio.Lock | None = None
         self._workers: weakref.WeakSet[Worker] = weakref.WeakSet()
-        self._done_events: dict[str, anyio.Event] = {}
+        self._completions = Completions(self._store.finished_among)
 
     # -- setup ---------------------------------------------------------------------------
 
@@ -271,19 +272,12 @@ class Engine:
             WaitTimeoutError: it did not end within ``timeout`` seconds.
             RunNotFoundError: no such run.
         """
-        interval = 0.005
+        run = await self.get_run(run_id)
+        if run.status.is_terminal:
+            return run
         with anyio.move_on_after(timeout if timeout is not None else float("inf")):
-            while True:
-                event = self._done_events.get(run_id)
-                if event is None:
-                    event = self._done_events[run_id] = anyio.Event()
-                run = await self.get_run(run_id)
-                if run.status.is_terminal:
-                    self._done_events.pop(run_id, None)
-                    return run
-                with anyio.move_on_after(interval):
-                    await event.wait()
-                interval = min(interval * 2, 0.25)
+            await self._completions.wait(run_id)
+            return await self.get_run(run_id)
         raise WaitTimeoutError(f"run {run_id} did not finish within {timeout}s", run_id=run_id)
 
     # -- acting on runs ------------------------------------------------------------------
@@ -397,6 +391,4 @@ class Engine:
             worker._work.notify()
 
     def _notify_done(self, run_id: str) -> None:
-        event = self._done_events.pop(run_id, None)
-        if event is not None:
-            event.set()
+        self._completions.done(run_id)

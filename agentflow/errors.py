@@ -16,6 +16,7 @@ __all__ = [
     "RunFailedError",
     "RunNotFoundError",
     "StepFailedError",
+    "StorageUnavailableError",
     "WaitTimeoutError",
     "WorkflowNotFoundError",
 ]
@@ -162,3 +163,13 @@ class WaitTimeoutError(AgentflowError, TimeoutError):
     """`Engine.wait` gave up before the run finished (the run itself goes on)."""
 
     code = "wait_timeout"
+
+
+class StorageUnavailableError(AgentflowError):
+    """The database could not be reached."""
+
+    code = "storage_unavailable"
+
+    def __init__(self, url: str, reason: BaseException) -> None:
+        super().__init__(f"cannot connect to the database {url}: {reason}")
+        self.url = url

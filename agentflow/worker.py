@@ -33,7 +33,7 @@ from .storage.store import Journal
 
 if TYPE_CHECKING:
     from .engine import Engine
-    from .workflow import Workflow
+    from .workflows import Workflow
 
 __all__ = ["Worker"]
 
@@ -130,7 +130,12 @@ class Worker:
             if free <= 0:
                 await self._slots.wait(self.poll_interval)
                 continue
-            rows = await store.claim(self.id, min(free, 64), self.lease, workflow_ids)
+            try:
+                rows = await store.claim(self.id, min(free, 64), self.lease, workflow_ids)
+            except Exception:  # e.g. the database restarting: keep the worker alive, retry
+                log.exception("claiming runs failed; retrying")
+                await self._work.wait(max(self.poll_interval, 1.0))
+                continue
             for row in rows:
                 self._active[row["id"]] = _Active(scope=anyio.CancelScope())
                 runs.start_soon(self._execute, row, name=f"agentflow-run-{row['id']}")

@@ -4,9 +4,9 @@ Why not ``anyio.to_thread``: a hop through anyio's thread pool costs about 180 u
 dedicated thread fed by a queue about 50 us, and the step journal pays one hop per step.
 
 Writes are group-committed: a writer thread takes every job already queued (up to
-``max_batch``) and runs them in one transaction, each in its own savepoint so that one failing
-job does not undo the others. A job's result is delivered only after the commit, so a caller
-never proceeds on an unsaved write.
+``max_batch``) and runs them in one transaction; if any job fails, the batch is rolled back and
+its jobs run again one transaction each, so one failing job never fails another. A job's result
+is delivered only after the commit, so a caller never proceeds on an unsaved write.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any, Literal, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ..errors import StorageUnavailableError
 from .dialects import Dialect, dialect_for
 
 # Set in ``conn.info`` by a job whose transaction makes runs claimable (see store.py).
@@ -104,12 +105,20 @@ class _Lane:
             t.join(timeout=10)
 
     def _serve(self) -> None:
-        conn = self._engine.connect()
+        conn: Connection | None = None
         try:
             while True:
                 call = self._queue.get()
                 if call is None:
                     return
+                if conn is None:
+                    try:
+                        conn = self._engine.connect()
+                    except Exception as exc:  # unreachable database: answer, don't hang
+                        url = self._engine.url.render_as_string(hide_password=True)
+                        call.error = StorageUnavailableError(url, exc)
+                        self._deliver([call])
+                        continue
                 batch = [call]
                 while len(batch) < self._max_batch:
                     try:
@@ -121,30 +130,24 @@ class _Lane:
                         break
                     batch.append(nxt)
                 self._run(conn, batch)
+                if conn.invalidated:
+                    conn.close()
+                    conn = None
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
 
     def _run(self, conn: Connection, batch: list[_Call]) -> None:
-        try:
-            with conn.begin():
-                if len(batch) == 1:
-                    batch[0].result = batch[0].fn(conn)
-                else:
-                    for call in batch:
-                        try:
-                            with conn.begin_nested():
-                                call.result = call.fn(conn)
-                        except Exception as exc:  # delivered to the caller that sent the job
-                            call.error = exc
-                if conn.info.pop(CLAIMABLE_FLAG, False):
-                    self._before_commit(conn)
-        except Exception as exc:  # the transaction failed as a whole: every job fails with it
-            conn.info.pop(CLAIMABLE_FLAG, None)
-            if conn.invalidated:
-                conn.rollback()
+        if not self._execute(conn, batch) and len(batch) > 1:
+            # Some job failed and took the shared transaction down with it: run each job on
+            # its own so that only the failing one fails. Jobs only touch the database, so
+            # running one again after a rollback is safe.
             for call in batch:
-                if call.error is None:
-                    call.error = exc
+                call.error = None
+                self._execute(conn, [call])
+        self._deliver(batch)
+
+    def _deliver(self, batch: list[_Call]) -> None:
         for call in batch:
             if call.loop is not None:
                 # RuntimeError: the caller's event loop is closed, so nobody is waiting.
@@ -152,6 +155,23 @@ class _Lane:
                     call.loop.call_soon_threadsafe(_deliver, call)
             elif call.done is not None:
                 call.done.set()
+
+    def _execute(self, conn: Connection, batch: list[_Call]) -> bool:
+        """Run the jobs in one transaction; False if it failed (errors set on the calls)."""
+        try:
+            with conn.begin():
+                for call in batch:
+                    call.result = call.fn(conn)
+                if conn.info.pop(CLAIMABLE_FLAG, False):
+                    self._before_commit(conn)
+        except Exception as exc:  # delivered to the callers that sent these jobs
+            conn.info.pop(CLAIMABLE_FLAG, None)
+            if conn.invalidated:
+                conn.rollback()
+            for call in batch:
+                call.error = exc
+            return False
+        return True
 
 
 class Database:

@@ -161,8 +161,9 @@ class Listener:
                     while not self._stop.is_set():
                         if any(True for _ in conn.notifies(timeout=0.1, stop_after=1)):
                             self._on_work()
-            except psycopg.Error:
-                log.warning("LISTEN connection lost; reconnecting", exc_info=True)
+            except psycopg.Error as exc:
+                if not self._stop.is_set():
+                    log.warning("LISTEN connection lost (%s); reconnecting", exc)
                 self._stop.wait(1.0)
 
     def close(self) -> None:

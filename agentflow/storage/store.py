@@ -90,6 +90,21 @@ _FENCE = (
     .values(updated_at=sa.bindparam("_now"))
 )
 _INSERT_STEP = steps.insert()
+# The hot path: journal a step only while this worker still holds the run, in one statement.
+_INSERT_STEP_FENCED = (
+    steps.insert()
+    .from_select(
+        [c.name for c in steps.c],
+        sa.select(*[sa.bindparam(c.name, type_=c.type) for c in steps.c]).where(
+            sa.exists().where(
+                runs.c.id == sa.bindparam("run_id"),
+                runs.c.worker_id == sa.bindparam("_worker"),
+                runs.c.status == RunStatus.RUNNING.value,
+            )
+        ),
+    )
+    .returning(steps.c.seq)
+)
 _INSERT_LOG = logs.insert()
 _INSERT_ERROR = attempt_errors.insert()
 _INSERT_RUN = runs.insert()
@@ -145,6 +160,21 @@ class Store:
         if created_before is not None:
             query = query.where(runs.c.created_at < created_before)
         return await self.db.read(lambda conn: [r._mapping for r in conn.execute(query)])
+
+    async def finished_among(self, run_ids: Sequence[str]) -> set[str]:
+        """Which of these runs have ended."""
+        ids = list(run_ids)
+
+        def job(conn: Connection) -> set[str]:
+            done: set[str] = set()
+            for i in range(0, len(ids), 500):
+                query = sa.select(runs.c.id).where(
+                    runs.c.id.in_(ids[i : i + 500]), runs.c.status.in_(_TERMINAL)
+                )
+                done.update(conn.execute(query).scalars())
+            return done
+
+        return await self.db.read(job)
 
     async def get_steps(self, run_id: str) -> list[RowMapping]:
         query = _STEPS_OF_RUN.order_by(steps.c.seq)
@@ -244,13 +274,13 @@ class Store:
         now = self.clock()
 
         def job(conn: Connection) -> None:
-            _fence(conn, run_id, worker_id, now)
-            if children:
+            if children or not single:
+                _fence(conn, run_id, worker_id, now)
                 ids = [_create_run(conn, child, now)[0]["id"] for child in children]
                 step["output"] = dumps(ids[0] if single else ids)
-            elif not single:
-                step["output"] = "[]"
-            conn.execute(_INSERT_STEP, step)
+                conn.execute(_INSERT_STEP, step)
+            elif conn.execute(_INSERT_STEP_FENCED, {**step, "_worker": worker_id}).first() is None:
+                raise LeaseLost(run_id)
             _write_side_rows(conn, logs, errors)
 
         await self.db.write(job)

@@ -1,0 +1,241 @@
+"""``agentflow worker`` and ``agentflow dev``: long-running processes with graceful shutdown.
+
+The first SIGTERM or SIGINT (Ctrl-C) stops claiming runs and lets the running ones finish
+(up to ``--shutdown-grace`` seconds); what is still running then is handed back to the queue
+for another worker. A second signal forces the process down at once (its runs are reclaimed
+by other workers when their lease expires).
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from .errors import EXIT_FAILURE, run_async
+from .options import AppArg, check_database
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskStatus
+
+    from agentflow.engine import Engine
+    from agentflow.worker import Worker
+
+__all__ = ["dev", "worker"]
+
+# A service runs next to the worker until the process shuts down: it calls
+# ``task_status.started()`` once it is ready and returns (or is cancelled) at shutdown.
+Service = Callable[..., Coroutine[Any, Any, None]]
+
+ConcurrencyOpt = Annotated[
+    int, typer.Option("--concurrency", "-c", min=1, help="Runs executed at the same time.")
+]
+GraceOpt = Annotated[
+    float,
+    typer.Option(
+        "--shutdown-grace",
+        metavar="SECONDS",
+        min=0,
+        help="On SIGTERM/Ctrl-C, let running runs finish this long before handing them back.",
+    ),
+]
+LogLevelOpt = Annotated[
+    str, typer.Option("--log-level", help="Logging level (debug, info, warning, error).")
+]
+
+
+def worker(
+    app: AppArg,
+    concurrency: ConcurrencyOpt = 50,
+    lease: Annotated[
+        float,
+        typer.Option(
+            "--lease",
+            metavar="SECONDS",
+            min=0.1,
+            help="How long a claimed run stays ours without a heartbeat; a crashed worker's "
+            "runs are reclaimed after this.",
+        ),
+    ] = 30.0,
+    poll_interval: Annotated[
+        float,
+        typer.Option(
+            "--poll-interval",
+            metavar="SECONDS",
+            min=0.01,
+            help="How often to look for runs triggered by other processes.",
+        ),
+    ] = 0.25,
+    shutdown_grace: GraceOpt = 30.0,
+    log_level: LogLevelOpt = "info",
+) -> None:
+    """Run a worker: claim runs of APP's workflows and execute them, until SIGTERM/Ctrl-C.
+
+    The worker also fires due timers and reclaims runs of workers that died. Run as many
+    workers as you like, on as many machines as share the database.
+    """
+    options = {
+        "concurrency": concurrency,
+        "lease": lease,
+        "poll_interval": poll_interval,
+        "shutdown_grace": shutdown_grace,
+    }
+    _serve(app, options, log_level=log_level, mode="worker")
+
+
+def dev(
+    app: AppArg,
+    concurrency: ConcurrencyOpt = 10,
+    shutdown_grace: GraceOpt = 5.0,
+    log_level: LogLevelOpt = "info",
+) -> None:
+    """Develop locally: worker and scheduler in one process, on the embedded SQLite database.
+
+    Shows runs as they change status. Stop with Ctrl-C.
+    """
+    options = {"concurrency": concurrency, "shutdown_grace": shutdown_grace}
+    _serve(app, options, log_level=log_level, mode="dev")
+
+
+def _serve(app: str, options: dict[str, Any], *, log_level: str, mode: str) -> None:
+    from .loader import load_engine
+
+    async def main() -> bool:
+        _configure_logging(log_level)
+        engine = load_engine(app)
+        await check_database(engine.database_url)
+        async with engine:
+            w = engine.worker(**options)
+            services: list[Service] = []
+            if mode == "dev":
+                services.append(_activity_feed(engine))
+                # The HTTP API server (a later issue) joins here as one more service.
+            return await _run_until_signalled(engine, w, services, app=app, mode=mode)
+
+    forced = run_async(main)
+    if forced:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def _configure_logging(level: str) -> None:
+    import logging
+
+    from rich.logging import RichHandler
+
+    from .errors import UsageError
+    from .output import err_console
+
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        raise UsageError(f"unknown --log-level {level!r}; use debug, info, warning or error")
+    handler = RichHandler(console=err_console(), show_path=False, rich_tracebacks=False)
+    logging.basicConfig(level=numeric, format="%(message)s", datefmt="[%X]", handlers=[handler])
+    # Alembic narrates every migration step at INFO; only say something when asked to.
+    logging.getLogger("alembic").setLevel(max(numeric, logging.WARNING))
+
+
+async def _run_until_signalled(
+    engine: Engine, w: Worker, services: list[Service], *, app: str, mode: str
+) -> bool:
+    """Run the worker and ``services`` until a signal; True if shutdown had to be forced."""
+    import anyio
+
+    forced = False
+
+    async def watch_signals(
+        scope: anyio.CancelScope, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        nonlocal forced
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            task_status.started()
+            stopping = False
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                if not stopping:
+                    stopping = True
+                    _say(
+                        f"{name}: shutting down; letting {len(w.active_runs)} running run(s) "
+                        f"finish for up to {w.shutdown_grace:g}s (signal again to force)"
+                    )
+                    w.stop()
+                else:
+                    _say(f"{name}: forcing shutdown", style="bold red")
+                    forced = True
+                    scope.cancel()
+                    return
+
+    async with anyio.create_task_group() as outer:
+        await outer.start(watch_signals, outer.cancel_scope)
+        async with anyio.create_task_group() as services_group:
+            async with anyio.create_task_group() as worker_group:
+                await worker_group.start(w.run)
+                for service in services:
+                    await services_group.start(service)
+                _announce(engine, w, app=app, mode=mode)
+            # The worker has stopped: its runs finished or were handed back to the queue.
+            services_group.cancel_scope.cancel()
+        outer.cancel_scope.cancel()
+    if forced:
+        _say("stopped (forced): runs still executing are reclaimed when their lease expires")
+    else:
+        _say("stopped")
+    return forced
+
+
+def _say(message: str, *, style: str = "bold") -> None:
+    from .output import err_console
+
+    err_console().print(message, style=style, markup=False, highlight=False, soft_wrap=True)
+
+
+def _announce(engine: Engine, w: Worker, *, app: str, mode: str) -> None:
+    from rich.markup import escape
+
+    from .output import display_url, err_console
+
+    names = ", ".join(sorted(engine.workflows)) or "none registered"
+    label = "agentflow dev" if mode == "dev" else f"worker {w.id}"
+    lines = [
+        f"[bold]{escape(label)} ready[/] (concurrency {w.concurrency})",
+        f"  database:  {escape(display_url(engine.database_url))}",
+        f"  workflows: {escape(names)}",
+    ]
+    if mode == "dev":
+        example = sorted(engine.workflows)[0] if engine.workflows else "WORKFLOW"
+        lines.append(
+            f"  [dim]try (in another terminal): agentflow trigger {escape(app)} {escape(example)} "
+            "--payload '{...}' --wait  ·  Ctrl-C to stop[/]"
+        )
+    # One write, so that whoever reads the output sees the whole banner at once.
+    err_console().print("\n".join(lines), highlight=False, soft_wrap=True)
+
+
+def _activity_feed(engine: Engine, interval: float = 0.5) -> Service:
+    """A service printing runs whose status changed (the newest 100 runs are watched)."""
+
+    async def feed(*, task_status: TaskStatus[None]) -> None:
+        import anyio
+        from rich.markup import escape
+
+        from .output import err_console, fmt_duration, run_duration, status_text
+
+        seen = {run.id: run.status for run in await engine.list_runs(limit=100)}
+        task_status.started()
+        out = err_console()
+        while True:
+            await anyio.sleep(interval)
+            for run in reversed(await engine.list_runs(limit=100)):
+                if seen.get(run.id) == run.status:
+                    continue
+                seen[run.id] = run.status
+                line = f"run {run.id} {run.workflow_id}: {status_text(run.status.value)}"
+                if run.status.is_terminal and run.started_at is not None:
+                    line += f" in {fmt_duration(run_duration(run))}"
+                if run.error:
+                    error = f"{run.error.get('type')}: {run.error.get('message')}"
+                    line += f" [red]({escape(error)})[/]"
+                out.print(line, highlight=False)
+
+    return feed
