@@ -386,19 +386,7 @@ class RunContext:
                 info = error_info(exc)
                 info["retryable"] = policy.is_retryable(exc)
                 await self._save_step(
-                    {
-                        "run_id": self.run_id,
-                        "seq": seq,
-                        "name": name,
-                        "kind": kind,
-                        "status": "failed",
-                        "output": None,
-                        "error": dumps(info),
-                        "attempts": attempt,
-                        "started_at": started,
-                        "finished_at": self._clock(),
-                        "info": None,
-                    }
+                    self._step_row(seq, name, kind, started, attempt, error=dumps(info))
                 )
                 raise StepFailedError(
                     run_id=self.run_id,
@@ -412,21 +400,34 @@ class RunContext:
             finally:
                 _current_step.reset(token)
             await self._save_step(
-                {
-                    "run_id": self.run_id,
-                    "seq": seq,
-                    "name": name,
-                    "kind": kind,
-                    "status": "completed",
-                    "output": dumps(result),
-                    "error": None,
-                    "attempts": attempt,
-                    "started_at": started,
-                    "finished_at": self._clock(),
-                    "info": None,
-                }
+                self._step_row(seq, name, kind, started, attempt, output=dumps(result))
             )
             return result
+
+    def _step_row(
+        self,
+        seq: int,
+        name: str,
+        kind: str,
+        started: float,
+        attempts: int,
+        *,
+        output: str | None = None,
+        error: str | None = None,
+    ) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "seq": seq,
+            "name": name,
+            "kind": kind,
+            "status": "failed" if error is not None else "completed",
+            "output": output,
+            "error": error,
+            "attempts": attempts,
+            "started_at": started,
+            "finished_at": self._clock(),
+            "info": None,
+        }
 
     async def _save_step(
         self, row: dict[str, Any], children: Sequence[NewRun] = (), single: bool = True
@@ -495,20 +496,7 @@ class RunContext:
             )
             for p in payloads
         ]
-        now = self._clock()
-        row = {
-            "run_id": self.run_id,
-            "seq": seq,
-            "name": name,
-            "kind": "trigger",
-            "status": "completed",
-            "output": None,
-            "error": None,
-            "attempts": 1,
-            "started_at": now,
-            "finished_at": now,
-            "info": None,
-        }
+        row = self._step_row(seq, name, "trigger", self._clock(), 1)
         self._enter()
         try:
             await self._save_step(row, children, single)
