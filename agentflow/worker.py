@@ -7,6 +7,7 @@ and a sweeper that fires due timers and reclaims runs whose worker died.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -44,6 +45,9 @@ _EMPTY = Journal(steps={}, waitpoints={})
 @dataclass(slots=True)
 class _Active:
     scope: anyio.CancelScope
+    # The lease holder written to the run row: the worker id plus a claim number, so that two
+    # executions of one run by the same worker (after a lapsed lease) are told apart.
+    owner: str
     ctx: RunContext | None = None
     stop: str | None = None  # why the scope was cancelled: "cancel", "shutdown" or "lost"
 
@@ -80,6 +84,7 @@ class Worker:
         self._next_timer = math.inf
         self._stopping = False
         self._started = False
+        self._claims = 0
 
     @property
     def active_runs(self) -> list[str]:
@@ -98,9 +103,12 @@ class Worker:
         await self.engine.start()
         self.engine._attach(self)
         loop_token = anyio.lowlevel.current_token()
-        listener = self.engine.db.dialect.listen(
-            lambda: anyio.from_thread.run_sync(self._work.notify, token=loop_token)
-        )
+
+        def on_work() -> None:  # called from the listener thread
+            with contextlib.suppress(anyio.RunFinishedError):  # our event loop already ended
+                anyio.from_thread.run_sync(self._work.notify, token=loop_token)
+
+        listener = self.engine.db.dialect.listen(on_work)
         try:
             async with anyio.create_task_group() as housekeeping:
                 housekeeping.start_soon(self._heartbeat_loop)
@@ -130,15 +138,21 @@ class Worker:
             if free <= 0:
                 await self._slots.wait(self.poll_interval)
                 continue
+            self._claims += 1
+            owner = f"{self.id}#{self._claims}"
             try:
-                rows = await store.claim(self.id, min(free, 64), self.lease, workflow_ids)
+                rows = await store.claim(owner, min(free, 64), self.lease, workflow_ids)
             except Exception:  # e.g. the database restarting: keep the worker alive, retry
                 log.exception("claiming runs failed; retrying")
                 await self._work.wait(max(self.poll_interval, 1.0))
                 continue
             for row in rows:
-                self._active[row["id"]] = _Active(scope=anyio.CancelScope())
-                runs.start_soon(self._execute, row, name=f"agentflow-run-{row['id']}")
+                stale = self._active.get(row["id"])
+                if stale is not None:  # our own earlier execution, whose lease lapsed
+                    stale.stop = "lost"
+                    stale.scope.cancel()
+                active = self._active[row["id"]] = _Active(scope=anyio.CancelScope(), owner=owner)
+                runs.start_soon(self._execute, row, active, name=f"agentflow-run-{row['id']}")
             if len(rows) < free:
                 await self._work.wait(self.poll_interval)
 
@@ -146,11 +160,11 @@ class Worker:
         store = self.engine._store
         while True:
             await anyio.sleep(self.lease / 3)
-            ids = list(self._active)
-            if not ids:
+            owners = {run_id: active.owner for run_id, active in self._active.items()}
+            if not owners:
                 continue
             try:
-                cancel, lost = await store.heartbeat(self.id, ids, self.lease)
+                cancel, lost = await store.heartbeat(owners, self.lease)
             except Exception:  # a failed heartbeat is retried at the next beat
                 log.exception("heartbeat failed")
                 continue
@@ -169,7 +183,7 @@ class Worker:
                 continue
             logs, errors = ctx._drain()
             try:
-                await self.engine._store.record_errors(run_id, self.id, errors, logs=logs)
+                await self.engine._store.record_errors(run_id, active.owner, errors, logs=logs)
             except LeaseLost:
                 continue
 
@@ -205,16 +219,17 @@ class Worker:
 
     # -- executing one run --------------------------------------------------------------
 
-    async def _execute(self, row: RowMapping) -> None:
+    async def _execute(self, row: RowMapping, active: _Active) -> None:
         run_id = row["id"]
         try:
-            await self._execute_run(row, self._active[run_id])
+            await self._execute_run(row, active)
         except (LeaseLost, Abandon):
             log.info("run %s: lease lost; another worker owns it now", run_id)
         except Exception:  # the worker must survive anything one run does
             log.exception("run %s: unexpected error while finishing", run_id)
         finally:
-            self._active.pop(run_id, None)
+            if self._active.get(run_id) is active:
+                del self._active[run_id]
             self._slots.notify()
 
     async def _execute_run(self, row: RowMapping, active: _Active) -> None:
@@ -224,7 +239,11 @@ class Worker:
         wf = engine._workflows[row["workflow_id"]]
         journal = _EMPTY if row["started_at"] is None else await store.load_journal(run_id)
         ctx = RunContext(
-            engine=engine, run=row, worker_id=self.id, journal=journal, step_retry=engine.step_retry
+            engine=engine,
+            run=row,
+            worker_id=active.owner,
+            journal=journal,
+            step_retry=engine.step_retry,
         )
         active.ctx = ctx
         try:
@@ -285,7 +304,7 @@ class Worker:
         logs, _ = ctx._drain()
         status = await self.engine._store.suspend(
             ctx.run_id,
-            self.id,
+            ctx._worker_id,
             new_waitpoints=new,
             awaited=awaited,
             executed_seconds=executed,
@@ -304,7 +323,7 @@ class Worker:
         if reason == "cancel":
             await self._finish(ctx, RunStatus.CANCELLED, executed=executed)
         elif reason == "shutdown":
-            await self.engine._store.release([ctx.run_id], self.id)
+            await self.engine._store.release([ctx.run_id], ctx._worker_id)
         # "lost": another worker holds the run now; write nothing.
 
     async def _fail(
@@ -325,7 +344,7 @@ class Worker:
             logs, errors = ctx._drain()
             await self.engine._store.retry(
                 ctx.run_id,
-                self.id,
+                ctx._worker_id,
                 delay=wf.retry.delay(row["attempt"]),
                 executed_seconds=executed,
                 logs=logs,
@@ -348,7 +367,7 @@ class Worker:
         with anyio.CancelScope(shield=True):
             woken = await self.engine._store.finish(
                 ctx.run_id,
-                self.id,
+                ctx._worker_id,
                 status=status.value,
                 output=output,
                 error=error,

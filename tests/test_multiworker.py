@@ -94,8 +94,9 @@ async def effects_by_step(path: Path) -> dict[tuple[str, int], list[int]]:
 
 
 async def runs_held_by(engine: Engine, worker_id: str) -> list[str]:
+    # The lease owner is "<worker id>#<claim number>".
     query = sa.select(runs.c.id).where(
-        runs.c.worker_id == worker_id, runs.c.status == RunStatus.RUNNING.value
+        runs.c.worker_id.startswith(f"{worker_id}#"), runs.c.status == RunStatus.RUNNING.value
     )
     return await engine.db.read(lambda conn: list(conn.scalars(query)))
 

@@ -97,9 +97,11 @@ class SQLiteDialect(Dialect):
         def _on_connect(dbapi: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
             dbapi.isolation_level = None
             cursor = dbapi.cursor()
+            # busy_timeout first: switching a new file to WAL takes a lock that another
+            # connection (or process) may hold at the same moment.
+            cursor.execute("PRAGMA busy_timeout=30000")
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
-            cursor.execute("PRAGMA busy_timeout=30000")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 

@@ -279,8 +279,15 @@ class Store:
                 ids = [_create_run(conn, child, now)[0]["id"] for child in children]
                 step["output"] = dumps(ids[0] if single else ids)
                 conn.execute(_INSERT_STEP, step)
-            elif conn.execute(_INSERT_STEP_FENCED, {**step, "_worker": worker_id}).first() is None:
-                raise LeaseLost(run_id)
+            else:
+                try:
+                    saved = conn.execute(_INSERT_STEP_FENCED, {**step, "_worker": worker_id})
+                except sa.exc.IntegrityError:
+                    # The slot is taken: an execution whose lease lapsed while it was writing
+                    # journaled this step first. The journal entry stands; this one yields.
+                    raise LeaseLost(run_id) from None
+                if saved.first() is None:
+                    raise LeaseLost(run_id)
             _write_side_rows(conn, logs, errors)
 
         await self.db.write(job)
@@ -479,29 +486,42 @@ class Store:
 
         await self.db.write(job)
 
-    async def heartbeat(
-        self, worker_id: str, run_ids: Sequence[str], lease: float
-    ) -> tuple[set[str], set[str]]:
-        """Extend the lease of the runs this worker holds.
+    async def heartbeat(self, owners: Mapping[str, str], lease: float) -> tuple[set[str], set[str]]:
+        """Extend the leases of runs, given as ``{run_id: lease owner}``.
 
         Returns ``(cancel_requested, lost)``: runs whose cancellation was asked for, and runs
-        this worker no longer holds.
+        this owner no longer holds. Rows another transaction has locked are skipped rather
+        than waited for (their lease is extended at the next beat), so a heartbeat never
+        takes part in a lock-order deadlock.
         """
         now = self.clock()
-        ids = list(run_ids)
+        ids = list(owners)
+        dialect = self.db.dialect
 
         def job(conn: Connection) -> tuple[set[str], set[str]]:
             if not ids:
                 return set(), set()
-            held = sa.and_(
-                runs.c.id.in_(ids),
-                runs.c.worker_id == worker_id,
-                runs.c.status == RunStatus.RUNNING.value,
+            held = dialect.for_update(
+                sa.select(runs.c.id)
+                .where(
+                    runs.c.id.in_(ids),
+                    runs.c.worker_id.in_(set(owners.values())),
+                    runs.c.status == RunStatus.RUNNING.value,
+                )
+                .order_by(runs.c.id)
             )
-            conn.execute(sa.update(runs).where(held).values(lease_expires_at=now + lease))
-            rows = conn.execute(sa.select(runs.c.id, runs.c.cancel_requested).where(held)).all()
-            still = {r.id for r in rows}
-            return {r.id for r in rows if r.cancel_requested}, set(ids) - still
+            conn.execute(
+                sa.update(runs)
+                .where(runs.c.id.in_(held.scalar_subquery()))
+                .values(lease_expires_at=now + lease)
+            )
+            rows = conn.execute(
+                sa.select(
+                    runs.c.id, runs.c.worker_id, runs.c.status, runs.c.cancel_requested
+                ).where(runs.c.id.in_(ids))
+            ).all()
+            mine = {r.id: r for r in rows if r.worker_id == owners[r.id] and r.status == "running"}
+            return {i for i, r in mine.items() if r.cancel_requested}, set(ids) - set(mine)
 
         return await self.db.write(job)
 
