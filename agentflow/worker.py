@@ -126,7 +126,8 @@ class Worker:
         finally:
             self.engine._detach(self)
             if listener is not None:
-                await anyio.to_thread.run_sync(listener.close)
+                with anyio.CancelScope(shield=True):  # also when the worker was cancelled
+                    await anyio.to_thread.run_sync(listener.close)
 
     # -- loops --------------------------------------------------------------------------
 

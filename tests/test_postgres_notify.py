@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+
+import anyio
 import pytest
 
 from agentflow import Engine, RunContext, workflow
@@ -35,3 +38,16 @@ async def test_notify_wakes_a_worker_that_would_otherwise_poll_for_a_minute(
     finally:
         await worker_side.close()
         await client_side.close()
+
+
+async def test_a_cancelled_worker_closes_its_listener(postgres_database: str) -> None:
+    reset_postgres(postgres_database)
+    engine = Engine(postgres_database, [echo])
+    try:
+        async with anyio.create_task_group() as tg:
+            await tg.start(engine.worker(poll_interval=60).run)
+            assert any(t.name == "agentflow-listen" for t in threading.enumerate())
+            tg.cancel_scope.cancel()
+    finally:
+        await engine.close()
+    assert not any(t.name == "agentflow-listen" for t in threading.enumerate())

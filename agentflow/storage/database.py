@@ -53,6 +53,16 @@ def default_url() -> str:
     return f"sqlite:///{path}"
 
 
+_TRANSIENT_RETRIES = 3
+# Postgres SQLSTATEs that mean "try the transaction again": deadlock, serialization failure.
+_TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def _is_transient(exc: BaseException) -> bool:
+    orig = getattr(exc, "orig", None)
+    return getattr(orig, "sqlstate", None) in _TRANSIENT_SQLSTATES
+
+
 @dataclass(slots=True)
 class _Call:
     fn: Job
@@ -143,6 +153,13 @@ class _Lane:
             # its own so that only the failing one fails. Jobs only touch the database, so
             # running one again after a rollback is safe.
             for call in batch:
+                call.error = None
+                self._execute(conn, [call])
+        for call in batch:
+            # A deadlock or serialization failure is the database asking for a retry.
+            for _ in range(_TRANSIENT_RETRIES):
+                if call.error is None or not _is_transient(call.error):
+                    break
                 call.error = None
                 self._execute(conn, [call])
         self._deliver(batch)

@@ -556,9 +556,15 @@ class Store:
                 )
             for run_id, wp_batch in {(wp.run_id, wp.batch) for wp in due}:
                 _wake(conn, run_id, wp_batch, now)
+            expired = dialect.for_update(
+                sa.select(runs.c.id)
+                .where(runs.c.status == RunStatus.RUNNING.value, runs.c.lease_expires_at < now)
+                .order_by(runs.c.id)
+                .limit(batch)
+            )
             reclaimed = conn.execute(
                 sa.update(runs)
-                .where(runs.c.status == RunStatus.RUNNING.value, runs.c.lease_expires_at < now)
+                .where(runs.c.id.in_(expired.scalar_subquery()))
                 .values(
                     status=RunStatus.QUEUED.value,
                     worker_id=None,
