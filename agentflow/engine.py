@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -276,8 +276,8 @@ class Engine:
         if run.status.is_terminal:
             return run
         with anyio.move_on_after(timeout if timeout is not None else float("inf")):
-            await self._completions.wait(run_id)
-            return await self.get_run(run_id)
+            finished = await self._completions.wait(run_id)
+            return Run.from_row(finished) if finished else await self.get_run(run_id)
         raise WaitTimeoutError(f"run {run_id} did not finish within {timeout}s", run_id=run_id)
 
     # -- acting on runs ------------------------------------------------------------------
@@ -390,5 +390,5 @@ class Engine:
         for worker in list(self._workers):
             worker._work.notify()
 
-    def _notify_done(self, run_id: str) -> None:
-        self._completions.done(run_id)
+    def _notify_done(self, run_id: str, row: Mapping[Any, Any] | None = None) -> None:
+        self._completions.done(run_id, row)

@@ -139,6 +139,10 @@ class Worker:
             if free <= 0:
                 await self._slots.wait(self.poll_interval)
                 continue
+            if free < min(8, self.concurrency) and self._active:
+                # Busy: let a few more runs finish so one claim fills several slots.
+                await anyio.sleep(0.002)
+                free = self.concurrency - len(self._active)
             self._claims += 1
             owner = f"{self.id}#{self._claims}"
             try:
@@ -366,7 +370,7 @@ class Worker:
     ) -> None:
         logs, errors = ctx._drain()
         with anyio.CancelScope(shield=True):
-            woken = await self.engine._store.finish(
+            woken, finished = await self.engine._store.finish(
                 ctx.run_id,
                 ctx._worker_id,
                 status=status.value,
@@ -377,7 +381,7 @@ class Worker:
                 errors=errors,
                 has_waits=ctx._has_waits,
             )
-        self.engine._notify_done(ctx.run_id)
+        self.engine._notify_done(ctx.run_id, finished)
         if woken:
             self.engine._notify_work()
 

@@ -271,3 +271,24 @@ async def test_children_run_once_and_parents_wait_for_them(
     assert fire.parent_id == handle.id
     for n in (1, 4, 2, 3):
         assert side_effects[f"square:{handle.id}:{n}"] == 1
+
+
+@workflow(id="leaf")
+async def leaf(ctx: RunContext, item: Item) -> int:
+    return item.n
+
+
+@workflow(id="fan_out")
+async def fan_out(ctx: RunContext, payload: dict[str, int]) -> int:
+    results = await ctx.batch_trigger_and_wait(leaf, [{"n": n} for n in range(payload["width"])])
+    return sum(r.output for r in results)
+
+
+async def test_batch_children_finishing_together_wake_the_parent(
+    make_engine: Callable[..., Engine],
+) -> None:
+    engine = make_engine([fan_out, leaf])
+    async with running_worker(engine, concurrency=24):
+        parents = [await engine.trigger(fan_out, {"width": 30}) for _ in range(4)]
+        for parent in parents:
+            assert await parent.result(timeout=30) == sum(range(30))

@@ -228,9 +228,10 @@ class Database:
                         self._writer = _Lane("w", self.dialect.engine(write=True), 1, 64, notify)
                         self._reader = _Lane("r", self.dialect.engine(write=False), 1, 1, notify)
                     else:
-                        engine = self.dialect.engine(write=True)
-                        lane = _Lane("pg", engine, self._pool_size, 32, notify)
-                        self._writer = self._reader = lane
+                        writer = self.dialect.engine(write=True)
+                        reader = self.dialect.engine(write=False)
+                        self._writer = _Lane("w", writer, self._pool_size, 32, notify)
+                        self._reader = _Lane("r", reader, 2, 1, notify)
         return self._writer, self._reader
 
     async def write(self, fn: Callable[[Connection], T]) -> T:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -118,11 +119,6 @@ class PostgresDialect(Dialect):
 
     name = "postgresql"
 
-    def engine(self, *, write: bool) -> sa.Engine:
-        engine = sa.create_engine(self.url, poolclass=sa.pool.NullPool)
-        self._engines.append(engine)
-        return engine
-
     def for_update(self, select: sa.Select[Any], *, skip_locked: bool = True) -> sa.Select[Any]:
         return select.with_for_update(skip_locked=skip_locked)
 
@@ -134,21 +130,34 @@ class PostgresDialect(Dialect):
     def migration_lock(self, conn: Connection) -> AbstractContextManager[None]:
         return self._advisory(conn)
 
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        # Tags this process's notifications: its own workers are woken in memory already.
+        self._origin = secrets.token_hex(8)
+
+    def engine(self, *, write: bool) -> sa.Engine:
+        # Reads are single statements: autocommit spares them the BEGIN and COMMIT round trips.
+        options = {} if write else {"isolation_level": "AUTOCOMMIT"}
+        engine = sa.create_engine(self.url, poolclass=sa.pool.NullPool, **options)
+        self._engines.append(engine)
+        return engine
+
     def notify_work(self, conn: Connection) -> None:
-        # Delivered at commit; several in one transaction collapse into one.
-        conn.exec_driver_sql(f"NOTIFY {WORK_CHANNEL}")
+        # Delivered at commit; identical ones in one transaction collapse into one.
+        conn.exec_driver_sql(f"NOTIFY {WORK_CHANNEL}, '{self._origin}'")
 
     def listen(self, on_work: Callable[[], None]) -> Listener | None:
         conninfo = sa.make_url(self.url).set(drivername="postgresql")
-        return Listener(conninfo.render_as_string(hide_password=False), on_work)
+        return Listener(conninfo.render_as_string(hide_password=False), on_work, self._origin)
 
 
 class Listener:
     """A thread holding a LISTEN connection; reconnects if the connection drops."""
 
-    def __init__(self, conninfo: str, on_work: Callable[[], None]) -> None:
+    def __init__(self, conninfo: str, on_work: Callable[[], None], origin: str) -> None:
         self._conninfo = conninfo
         self._on_work = on_work
+        self._origin = origin
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="agentflow-listen", daemon=True)
         self._thread.start()
@@ -161,8 +170,9 @@ class Listener:
                 with psycopg.connect(self._conninfo, autocommit=True) as conn:
                     conn.execute(f"LISTEN {WORK_CHANNEL}")
                     while not self._stop.is_set():
-                        if any(True for _ in conn.notifies(timeout=0.1, stop_after=1)):
-                            self._on_work()
+                        for note in conn.notifies(timeout=0.1, stop_after=1):
+                            if note.payload != self._origin:
+                                self._on_work()
             except psycopg.Error as exc:
                 if not self._stop.is_set():
                     log.warning("LISTEN connection lost (%s); reconnecting", exc)
