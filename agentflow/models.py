@@ -53,6 +53,10 @@ class Run(_Record):
     started_at: datetime | None
     finished_at: datetime | None
     cancel_requested: bool
+    concurrency_key: str | None = None
+    expires_at: datetime | None = None
+    schedule_id: str | None = None
+    scheduled_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> Run:
@@ -77,6 +81,10 @@ class Run(_Record):
             started_at=_ts(row["started_at"]),
             finished_at=_ts(row["finished_at"]),
             cancel_requested=bool(row["cancel_requested"]),
+            concurrency_key=row.get("concurrency_key"),
+            expires_at=_ts(row.get("expires_at")),
+            schedule_id=row.get("schedule_id"),
+            scheduled_at=_ts(row.get("scheduled_at")),
         )
 
     @property

@@ -6,13 +6,21 @@ from collections.abc import Callable
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from agentflow import Engine
 from agentflow.storage.database import normalize_url
-from agentflow.storage.migrate import HEAD, VERSION_TABLE, alembic_config, current_revision
+from agentflow.storage.dialects import dialect_for
+from agentflow.storage.migrate import (
+    HEAD,
+    VERSION_TABLE,
+    alembic_config,
+    current_revision,
+    upgrade,
+)
 from agentflow.storage.tables import metadata
 
 pytestmark = pytest.mark.anyio
@@ -34,5 +42,27 @@ async def test_migrated_schema_matches_the_models(
             assert current_revision(conn) == HEAD
             context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
             assert compare_metadata(context, metadata) == []
+    finally:
+        db.dispose()
+
+
+async def test_upgrade_from_the_first_schema_keeps_existing_rows(database_url: str) -> None:
+    url = normalize_url(database_url)
+    db = sa.create_engine(url)
+    try:
+        with db.begin() as conn:
+            command.upgrade(alembic_config(conn), "0001")
+            conn.exec_driver_sql(
+                "INSERT INTO agentflow_events (id, name, payload, created_at, resumed_runs) "
+                "VALUES ('evt_old', 'order.paid', '{}', 1.0, 0)"
+            )
+        with db.begin() as conn:
+            upgrade(conn, dialect_for(url))
+        with db.connect() as conn:
+            assert current_revision(conn) == HEAD
+            row = conn.exec_driver_sql(
+                "SELECT started_runs FROM agentflow_events WHERE id = 'evt_old'"
+            ).one()
+            assert row[0] == 0
     finally:
         db.dispose()

@@ -16,6 +16,7 @@ __all__ = [
     "EventRow",
     "LogRow",
     "RunRow",
+    "ScheduleRow",
     "StepRow",
     "WaitpointRow",
     "attempt_errors",
@@ -23,6 +24,7 @@ __all__ = [
     "logs",
     "metadata",
     "runs",
+    "schedules",
     "steps",
     "waitpoints",
 ]
@@ -37,6 +39,9 @@ class RunRow(SQLModel, table=True):
         sa.Index("ix_agentflow_runs_parent", "parent_id"),
         sa.Index("ix_agentflow_runs_worker", "worker_id"),
         sa.Index("ux_agentflow_runs_idempotency", "workflow_id", "idempotency_key", unique=True),
+        sa.Index("ix_agentflow_runs_key", "concurrency_key", "status"),
+        sa.Index("ix_agentflow_runs_queue_started", "queue", "started_at"),
+        sa.Index("ix_agentflow_runs_expiry", "status", "expires_at"),
     )
 
     id: str = Field(primary_key=True, max_length=64)
@@ -63,6 +68,11 @@ class RunRow(SQLModel, table=True):
     lease_expires_at: float | None = None
     cancel_requested: bool = False
     executed_seconds: float = 0.0
+    concurrency_key: str | None = Field(default=None, max_length=200)
+    concurrency_limit: int | None = None
+    expires_at: float | None = None
+    schedule_id: str | None = Field(default=None, max_length=200)
+    scheduled_at: float | None = None
 
 
 class StepRow(SQLModel, table=True):
@@ -115,6 +125,26 @@ class EventRow(SQLModel, table=True):
     payload: str
     created_at: float
     resumed_runs: int = 0
+    started_runs: int = 0
+    errors: str | None = None
+
+
+class ScheduleRow(SQLModel, table=True):
+    __tablename__ = "agentflow_schedules"
+    __table_args__ = (sa.Index("ix_agentflow_schedules_due", "paused", "next_tick_at"),)
+
+    id: str = Field(primary_key=True, max_length=200)
+    workflow_id: str = Field(max_length=200)
+    cron: str = Field(max_length=200)
+    timezone: str = Field(default="UTC", max_length=64)
+    payload: str = "null"
+    missed: str = Field(default="latest", max_length=16)
+    paused: bool = False
+    declared: bool = False
+    next_tick_at: float
+    last_tick_at: float | None = None
+    created_at: float
+    updated_at: float
 
 
 class LogRow(SQLModel, table=True):
@@ -156,4 +186,5 @@ waitpoints = _table(WaitpointRow)
 events = _table(EventRow)
 logs = _table(LogRow)
 attempt_errors = _table(AttemptErrorRow)
+schedules = _table(ScheduleRow)
 metadata = SQLModel.metadata
