@@ -14,6 +14,7 @@ import anyio
 from ._completions import Completions
 from ._serde import dumps, restore
 from .errors import RunFailedError, WaitTimeoutError, WorkflowNotFoundError
+from .flow import Queue
 from .models import (
     ApprovalDecision,
     AttemptError,
@@ -30,6 +31,7 @@ from .storage.database import Synchronous
 from .workflows import Workflow, seconds
 
 if TYPE_CHECKING:
+    from .schedules import Schedules
     from .worker import Worker
 
 __all__ = ["Engine", "RunHandle"]
@@ -80,6 +82,8 @@ class Engine:
         *,
         step_retry: RetryPolicy | None = None,
         idempotency_ttl: float | timedelta = timedelta(hours=24),
+        queues: Iterable[Queue] = (),
+        priority_aging: float | timedelta = timedelta(minutes=1),
         sqlite_synchronous: Synchronous | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -87,6 +91,8 @@ class Engine:
         self.clock = clock
         self.step_retry = step_retry or RetryPolicy()
         self.idempotency_ttl = seconds(idempotency_ttl)
+        self.queues: dict[str, Queue] = {q.name: q for q in queues}
+        self.priority_aging = seconds(priority_aging) or 60.0
         self._store = Store(self.db, clock)
         self._workflows: dict[str, Workflow[Any, Any]] = {}
         for wf in workflows:
@@ -95,6 +101,7 @@ class Engine:
         self._start_lock: anyio.Lock | None = None
         self._workers: weakref.WeakSet[Worker] = weakref.WeakSet()
         self._completions = Completions(self._store.finished_among)
+        self._schedules: Schedules | None = None
 
     # -- setup ---------------------------------------------------------------------------
 
@@ -162,11 +169,16 @@ class Engine:
         tags: Sequence[str] = (),
         priority: int | None = None,
         metadata: dict[str, Any] | None = None,
+        concurrency_key: str | None = None,
+        ttl: float | timedelta | None = None,
     ) -> RunHandle[O]:
         """Start a run. The payload is validated first; an invalid one creates no run.
 
         With ``idempotency_key``, a second trigger of the same workflow with the same key
         (within ``idempotency_ttl``, 24 h by default) returns the first run and starts nothing.
+        The scope of a key is the workflow: the same key on two workflows names two runs.
+        ``concurrency_key``, ``priority`` and ``ttl`` override the workflow's defaults; a run
+        still queued ``ttl`` after it was triggered ends ``expired``.
 
         Raises:
             WorkflowNotFoundError: unknown workflow id.
@@ -183,7 +195,8 @@ class Engine:
             if run_at.tzinfo is None:
                 raise ValueError("run_at needs a timezone-aware datetime")
             available = run_at.timestamp()
-        ttl = seconds(idempotency_ttl) if idempotency_ttl is not None else self.idempotency_ttl
+        key_ttl = seconds(idempotency_ttl) if idempotency_ttl is not None else self.idempotency_ttl
+        time_to_live = seconds(ttl) if ttl is not None else wf.ttl
         spec = NewRun(
             workflow_id=wf.id,
             workflow_version=wf.version,
@@ -195,7 +208,10 @@ class Engine:
             priority=wf.priority if priority is None else priority,
             queue=wf.queue,
             idempotency_key=idempotency_key,
-            idempotency_ttl=ttl,
+            idempotency_ttl=key_ttl,
+            concurrency_key=concurrency_key or wf.concurrency_key,
+            concurrency_limit=wf.concurrency_limit,
+            expires_at=None if time_to_live is None else available + time_to_live,
         )
         row, created = await self._store.create_run(spec)
         if created and available <= now:
@@ -367,6 +383,17 @@ class Engine:
         if resumed:
             self._notify_work()
         return EventRecord.from_row(row, duplicate=not created)
+
+    # -- schedules -----------------------------------------------------------------------
+
+    @property
+    def schedules(self) -> Schedules:
+        """Cron schedules: declared on workflows, or created and managed at runtime."""
+        if self._schedules is None:
+            from .schedules import Schedules
+
+            self._schedules = Schedules(self)
+        return self._schedules
 
     # -- workers -------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ class RunStatus(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     TIMED_OUT = "timed_out"
+    EXPIRED = "expired"
 
     @property
     def is_terminal(self) -> bool:
@@ -23,7 +24,13 @@ class RunStatus(StrEnum):
 
 
 TERMINAL = frozenset(
-    {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.TIMED_OUT}
+    {
+        RunStatus.COMPLETED,
+        RunStatus.FAILED,
+        RunStatus.CANCELLED,
+        RunStatus.TIMED_OUT,
+        RunStatus.EXPIRED,
+    }
 )
 CLAIMABLE = (RunStatus.QUEUED, RunStatus.DELAYED)
 

@@ -48,6 +48,7 @@ class _Active:
     # The lease holder written to the run row: the worker id plus a claim number, so that two
     # executions of one run by the same worker (after a lapsed lease) are told apart.
     owner: str
+    queue: str = "default"
     ctx: RunContext | None = None
     stop: str | None = None  # why the scope was cancelled: "cancel", "shutdown" or "lost"
 
@@ -146,7 +147,15 @@ class Worker:
             self._claims += 1
             owner = f"{self.id}#{self._claims}"
             try:
-                rows = await store.claim(owner, min(free, 64), self.lease, workflow_ids)
+                rows = await store.claim(
+                    owner,
+                    min(free, 64),
+                    self.lease,
+                    workflow_ids,
+                    queues=self.engine.queues,
+                    worker_free=self._queue_room(),
+                    priority_aging=self.engine.priority_aging,
+                )
             except Exception:  # e.g. the database restarting: keep the worker alive, retry
                 log.exception("claiming runs failed; retrying")
                 await self._work.wait(max(self.poll_interval, 1.0))
@@ -156,10 +165,23 @@ class Worker:
                 if stale is not None:  # our own earlier execution, whose lease lapsed
                     stale.stop = "lost"
                     stale.scope.cancel()
-                active = self._active[row["id"]] = _Active(scope=anyio.CancelScope(), owner=owner)
+                active = self._active[row["id"]] = _Active(
+                    scope=anyio.CancelScope(), owner=owner, queue=row["queue"]
+                )
                 runs.start_soon(self._execute, row, active, name=f"agentflow-run-{row['id']}")
             if len(rows) < free:
                 await self._work.wait(self.poll_interval)
+
+    def _queue_room(self) -> dict[str, int]:
+        """Free places of this worker in queues with a per-worker limit."""
+        busy: dict[str, int] = {}
+        for active in self._active.values():
+            busy[active.queue] = busy.get(active.queue, 0) + 1
+        return {
+            name: max(0, q.worker_concurrency - busy.get(name, 0))
+            for name, q in self.engine.queues.items()
+            if q.worker_concurrency is not None
+        }
 
     async def _heartbeat_loop(self) -> None:
         store = self.engine._store
@@ -203,6 +225,13 @@ class Worker:
             if fired or reclaimed:
                 self.engine._notify_work()
             delay = self.sweep_interval
+            try:
+                next_tick = await self.engine.schedules.tick()
+            except Exception:  # retried at the next sweep
+                log.exception("starting scheduled runs failed")
+                next_tick = None
+            if next_tick is not None:
+                delay = min(delay, max(0.0, next_tick - self.engine.clock()))
             if self._next_timer < math.inf:
                 delay = min(delay, max(0.0, self._next_timer - self.engine.clock()) + 0.005)
                 self._next_timer = math.inf

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
@@ -47,6 +47,13 @@ class Workflow(Generic[P, O]):
     payload_type: Any = None
     output_type: Any = None
     takes_payload: bool = True
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
+    ttl: float | None = None
+    schedule: str | None = None
+    timezone: str = "UTC"
+    missed: str = "latest"
+    on_event: tuple[str, ...] = ()
 
     async def __call__(self, ctx: RunContext, payload: P) -> O:
         if self.takes_payload:
@@ -123,6 +130,13 @@ def workflow(
     description: str | None = None,
     queue: str = "default",
     priority: int = 0,
+    concurrency_key: str | None = None,
+    concurrency_limit: int | None = None,
+    ttl: float | timedelta | None = None,
+    schedule: str | None = None,
+    timezone: str = "UTC",
+    missed: str = "latest",
+    on_event: str | Sequence[str] = (),
 ) -> Callable[[Callable[..., Awaitable[O]]], Workflow[Any, O]]: ...
 
 
@@ -137,13 +151,30 @@ def workflow(
     description: str | None = None,
     queue: str = "default",
     priority: int = 0,
+    concurrency_key: str | None = None,
+    concurrency_limit: int | None = None,
+    ttl: float | timedelta | None = None,
+    schedule: str | None = None,
+    timezone: str = "UTC",
+    missed: str = "latest",
+    on_event: str | Sequence[str] = (),
 ) -> Workflow[Any, O] | Callable[[Callable[..., Awaitable[O]]], Workflow[Any, O]]:
     """Declare a workflow: ``async def fn(ctx: RunContext, payload: Model) -> Out``.
 
     ``timeout`` bounds the run's execution time (time spent in waitpoints is not counted);
     ``retry`` re-runs a failed run, keeping the steps that completed; ``description`` is shown
-    to agents.
+    to agents. Flow control: ``queue`` and ``priority``; ``concurrency_key`` with
+    ``concurrency_limit`` (runs sharing a key run at most that many at once; a trigger can set
+    its own key); ``ttl`` (a run still queued after this long expires). Triggers:
+    ``schedule`` (a cron expression in ``timezone``; ``missed`` ticks after downtime are
+    ``"skip"``-ped, the ``"latest"`` one run, or ``"all"`` run) and ``on_event`` (event names
+    that start a run with the event's payload).
     """
+    if missed not in ("skip", "latest", "all"):
+        raise ValueError(f"missed must be 'skip', 'latest' or 'all', not {missed!r}")
+    if concurrency_limit is not None and concurrency_limit < 1:
+        raise ValueError("concurrency_limit must be at least 1")
+    events = (on_event,) if isinstance(on_event, str) else tuple(on_event)
 
     def build(f: Callable[..., Awaitable[O]]) -> Workflow[Any, O]:
         if not inspect.iscoroutinefunction(f):
@@ -169,6 +200,13 @@ def workflow(
             payload_type=payload_type,
             output_type=hints.get("return", Any),
             takes_payload=takes_payload,
+            concurrency_key=concurrency_key,
+            concurrency_limit=concurrency_limit,
+            ttl=seconds(ttl),
+            schedule=schedule,
+            timezone=timezone,
+            missed=missed,
+            on_event=events,
         )
 
     return build(fn) if fn is not None else build

@@ -45,6 +45,9 @@ class Dialect:
     def migration_lock(self, conn: Connection) -> AbstractContextManager[None]:
         return nullcontext()
 
+    def lock_names(self, conn: Connection, names: list[str]) -> None:
+        """Take transaction-scoped locks on these names (SQLite serialises writers anyway)."""
+
     def notify_work(self, conn: Connection) -> None:
         """Tell listening workers in other processes that runs became claimable."""
 
@@ -141,6 +144,14 @@ class PostgresDialect(Dialect):
         engine = sa.create_engine(self.url, poolclass=sa.pool.NullPool, **options)
         self._engines.append(engine)
         return engine
+
+    def lock_names(self, conn: Connection, names: list[str]) -> None:
+        # Sorted, so that two transactions locking overlapping names cannot deadlock.
+        for name in sorted(set(names)):
+            conn.execute(
+                sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:name, 0))"),
+                {"name": name},
+            )
 
     def notify_work(self, conn: Connection) -> None:
         # Delivered at commit; identical ones in one transaction collapse into one.

@@ -23,7 +23,9 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from .._serde import dumps, loads
 from ..errors import ApprovalError, ConflictError, NotFoundError, RunNotFoundError
+from ..flow import Queue
 from ..status import CLAIMABLE, TERMINAL, RunStatus, WaitpointStatus
+from .admission import admit
 from .database import CLAIMABLE_FLAG, Database
 from .migrate import upgrade
 from .tables import attempt_errors, events, logs, runs, steps, waitpoints
@@ -57,6 +59,11 @@ class NewRun:
     parent_id: str | None = None
     idempotency_key: str | None = None
     idempotency_ttl: float | None = None
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
+    expires_at: float | None = None
+    schedule_id: str | None = None
+    scheduled_at: float | None = None
     id: str = field(default_factory=lambda: new_id("run"))
 
 
@@ -110,14 +117,31 @@ _INSERT_ERROR = attempt_errors.insert()
 _INSERT_RUN = runs.insert()
 _INSERT_WAITPOINT = waitpoints.insert()
 _RUN_BY_ID = sa.select(runs).where(runs.c.id == sa.bindparam("_id"))
+_peers = runs.alias("peers")
+# Runs whose concurrency key is already at its limit are left out here, so that a busy key
+# never fills the candidate list and blocks other keys; admission.py settles the rest.
+_KEY_HAS_ROOM = sa.or_(
+    runs.c.concurrency_key.is_(None),
+    sa.select(sa.func.count())
+    .where(_peers.c.concurrency_key == runs.c.concurrency_key, _peers.c.status == "running")
+    .scalar_subquery()
+    < sa.func.coalesce(runs.c.concurrency_limit, 1),
+)
+# Higher priority first; waiting raises a run's priority by one per `_aging` seconds, so that
+# low priorities are not starved forever by a stream of high ones.
+_EFFECTIVE_PRIORITY = runs.c.priority + (
+    sa.bindparam("_now", type_=sa.Float) - runs.c.available_at
+) / sa.bindparam("_aging", type_=sa.Float)
 _CLAIM_SELECT = (
     sa.select(runs)
     .where(
         runs.c.status.in_([s.value for s in CLAIMABLE]),
         runs.c.available_at <= sa.bindparam("_now"),
         runs.c.workflow_id.in_(sa.bindparam("_workflows", expanding=True)),
+        sa.or_(runs.c.expires_at.is_(None), runs.c.expires_at > sa.bindparam("_now")),
+        _KEY_HAS_ROOM,
     )
-    .order_by(runs.c.priority.desc(), runs.c.available_at)
+    .order_by(_EFFECTIVE_PRIORITY.desc(), runs.c.available_at)
     .limit(sa.bindparam("_limit"))
 )
 _CLAIM_UPDATE = (
@@ -255,15 +279,43 @@ class Store:
     # -- worker side ---------------------------------------------------------------------
 
     async def claim(
-        self, worker_id: str, limit: int, lease: float, workflow_ids: Sequence[str]
+        self,
+        worker_id: str,
+        limit: int,
+        lease: float,
+        workflow_ids: Sequence[str],
+        *,
+        queues: Mapping[str, Queue] | None = None,
+        worker_free: Mapping[str, int] | None = None,
+        priority_aging: float = 60.0,
     ) -> list[RowMapping]:
-        """Take up to ``limit`` runnable runs of the given workflows under a lease."""
+        """Take up to ``limit`` runnable runs of the given workflows under a lease.
+
+        Concurrency keys, the limits of ``queues`` and the per-queue free places of this
+        worker (``worker_free``) decide which of the runnable runs may start.
+        """
         now = self.clock()
         select = self._claim_select
-        params = {"_now": now, "_limit": limit, "_workflows": list(workflow_ids)}
+        dialect = self.db.dialect
+        # Fetch more than needed: some candidates may be held back by a limit.
+        params = {
+            "_now": now,
+            "_limit": limit * 4,
+            "_workflows": list(workflow_ids),
+            "_aging": priority_aging,
+        }
 
         def job(conn: Connection) -> list[RowMapping]:
-            rows = [r._mapping for r in conn.execute(select, params)]
+            candidates = [r._mapping for r in conn.execute(select, params)]
+            rows = admit(
+                conn,
+                dialect,
+                candidates,
+                limit=limit,
+                now=now,
+                queues=queues or {},
+                worker_free=worker_free or {},
+            )
             if rows:
                 ids = [r["id"] for r in rows]
                 conn.execute(
@@ -589,7 +641,7 @@ class Store:
                 )
             for run_id, wp_batch in {(wp.run_id, wp.batch) for wp in due}:
                 _wake(conn, run_id, wp_batch, now)
-            expired = dialect.for_update(
+            lapsed = dialect.for_update(
                 sa.select(runs.c.id)
                 .where(runs.c.status == RunStatus.RUNNING.value, runs.c.lease_expires_at < now)
                 .order_by(runs.c.id)
@@ -597,7 +649,7 @@ class Store:
             )
             reclaimed = conn.execute(
                 sa.update(runs)
-                .where(runs.c.id.in_(expired.scalar_subquery()))
+                .where(runs.c.id.in_(lapsed.scalar_subquery()))
                 .values(
                     status=RunStatus.QUEUED.value,
                     worker_id=None,
@@ -608,7 +660,25 @@ class Store:
             ).rowcount
             if reclaimed:
                 _claimable(conn)
-            return len(due), reclaimed
+            expired = conn.execute(
+                dialect.for_update(
+                    sa.select(runs.c.id, runs.c.expires_at)
+                    .where(
+                        runs.c.status.in_([s.value for s in CLAIMABLE]),
+                        runs.c.expires_at < now,
+                    )
+                    .order_by(runs.c.id)
+                    .limit(batch)
+                )
+            ).all()
+            for run in expired:
+                error = {
+                    "type": "RunExpired",
+                    "message": "the run was still queued when its time-to-live ran out",
+                    "traceback": "",
+                }
+                _finish(conn, run.id, RunStatus.EXPIRED.value, now, error=dumps(error))
+            return len(due) + len(expired), reclaimed
 
         return await self.db.write(job)
 
@@ -883,6 +953,11 @@ def _create_run(conn: Connection, spec: NewRun, now: float) -> tuple[Mapping[Any
         "available_at": available,
         "cancel_requested": False,
         "executed_seconds": 0.0,
+        "concurrency_key": spec.concurrency_key,
+        "concurrency_limit": spec.concurrency_limit,
+        "expires_at": spec.expires_at,
+        "schedule_id": spec.schedule_id,
+        "scheduled_at": spec.scheduled_at,
     }
     if spec.status == RunStatus.QUEUED.value:
         _claimable(conn)
