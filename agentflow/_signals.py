@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-__all__ = ["Abandon", "Suspend"]
+__all__ = ["Abandon", "CancelRun", "Suspend"]
 
 
 class Suspend(BaseException):
@@ -12,3 +12,7 @@ class Suspend(BaseException):
 
 class Abandon(BaseException):
     """This worker lost the run's lease: stop executing it and write nothing more."""
+
+
+class CancelRun(BaseException):
+    """The run was asked to cancel: stop executing it and end it cancelled."""

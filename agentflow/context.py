@@ -23,13 +23,13 @@ from sqlalchemy.engine import RowMapping
 
 from ._serde import digest as data_digest
 from ._serde import dumps, error_info, loads, restore
-from ._signals import Abandon, Suspend
+from ._signals import Abandon, CancelRun, Suspend
 from .errors import ChildRunError, NonDeterminismError, StepFailedError
 from .models import ApprovalDecision, ChildResult, ReceivedEvent
 from .retry import RetryPolicy
 from .status import RunStatus
 from .storage import LeaseLost, NewRun, NewWaitpoint
-from .storage.store import Journal
+from .storage.store import CancelRequested, Journal
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -277,11 +277,20 @@ class RunContext:
         Raises:
             ChildRunError: the child failed, was cancelled or timed out.
         """
+        self._check_open()
         wf = self._engine.get_workflow(workflow)
+        # Both positions are taken before the first await, so that calls running side by side
+        # (asyncio.gather) get the same positions on replay as on the first execution.
+        trigger_seq, wait_seq = self._next_seq(), self._next_seq()
         child_id = (
-            await self._trigger_children(wf, [payload], idempotency_key, tags, single=True)
+            await self._trigger_children(
+                wf, [payload], idempotency_key, tags, single=True, seq=trigger_seq
+            )
         )[0]
-        wp = await self._wait("child", wf.id, target=child_id)
+        wp = self._register_wait("child", wf.id, target=child_id, seq=wait_seq)
+        if wp is None:
+            await self._suspend()
+        assert wp is not None
         result = loads(wp["resolution"])
         if result["status"] != RunStatus.COMPLETED.value:
             raise ChildRunError(child_id, result["status"], result.get("error"))
@@ -295,12 +304,17 @@ class RunContext:
         tags: Sequence[str] = (),
     ) -> list[ChildResult]:
         """Fan out: start one child per payload, pause until all end, return every outcome."""
+        self._check_open()
         wf = self._engine.get_workflow(workflow)
-        child_ids = await self._trigger_children(wf, list(payloads), None, tags, single=False)
-        batch = self._seq
-        resolved: list[RowMapping | None] = []
-        for child_id in child_ids:
-            resolved.append(self._register_wait("child", wf.id, target=child_id, batch=batch))
+        batch = self._next_seq()  # the trigger's position names the batch
+        wait_seqs = [self._next_seq() for _ in payloads]
+        child_ids = await self._trigger_children(
+            wf, list(payloads), None, tags, single=False, seq=batch
+        )
+        resolved = [
+            self._register_wait("child", wf.id, target=child_id, batch=batch, seq=seq)
+            for child_id, seq in zip(child_ids, wait_seqs, strict=True)
+        ]
         if any(r is None for r in resolved):
             await self._suspend()
         results = []
@@ -446,6 +460,9 @@ class RunContext:
         except LeaseLost:
             self._closed = True
             raise Abandon(self.run_id) from None
+        except CancelRequested:
+            self._closed = True
+            raise CancelRun(self.run_id) from None
 
     def _error_row(
         self, exc: BaseException, seq: int | None, name: str | None, attempt: int | None
@@ -473,10 +490,12 @@ class RunContext:
         tags: Sequence[str],
         *,
         single: bool,
+        seq: int | None = None,
     ) -> list[str]:
         self._check_open()
         wf = self._engine.get_workflow(workflow)
-        seq = self._next_seq()
+        if seq is None:
+            seq = self._next_seq()
         name = f"trigger:{wf.id}"
         recorded = self._recorded_step(seq, name, "trigger")
         if recorded is not None:
@@ -521,6 +540,17 @@ class RunContext:
     ) -> RowMapping:
         self._check_open()
         if kind == "sleep" and allow_zero and timeout is not None and timeout <= 0:
+            # Nothing to wait for, but the position is taken all the same (a replay may
+            # compute a different duration for `sleep_until` and must line up).
+            seq = self._next_seq()
+            recorded = self._journal.waitpoints.get(seq)
+            if recorded is not None and (recorded["kind"], recorded["name"]) != (kind, name):
+                raise NonDeterminismError(
+                    self.run_id, seq, f"{recorded['kind']} wait {recorded['name']!r}", "sleep"
+                )
+            if recorded is not None and recorded["status"] == "pending":
+                self._awaited.append(seq)
+                await self._suspend()
             return {"status": "completed"}  # type: ignore[return-value]
         resolved = self._register_wait(
             kind, name, target=target, data=data, digest=digest, timeout=timeout
@@ -540,9 +570,11 @@ class RunContext:
         digest: str | None = None,
         timeout: float | None = None,
         batch: int | None = None,
+        seq: int | None = None,
     ) -> RowMapping | None:
         """Take a position for a wait; return its resolution, or ``None`` if still pending."""
-        seq = self._next_seq()
+        if seq is None:
+            seq = self._next_seq()
         recorded = self._journal.waitpoints.get(seq)
         if recorded is None:
             step = self._journal.steps.get(seq)

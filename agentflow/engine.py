@@ -310,8 +310,10 @@ class Engine:
         for rid in executing:
             for worker in list(self._workers):
                 worker.cancel_local(rid)
-        self._notify_done(run_id)
-        return Run.from_row(row)
+        run = Run.from_row(row)
+        if run.status.is_terminal:  # an executing run ends when its worker stops it
+            self._notify_done(run_id, row)
+        return run
 
     async def approve(
         self,

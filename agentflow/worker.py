@@ -25,7 +25,7 @@ from sqlalchemy.engine import RowMapping
 
 from ._notify import Notifier
 from ._serde import dumps, error_info
-from ._signals import Abandon, Suspend
+from ._signals import Abandon, CancelRun, Suspend
 from .context import RunContext
 from .errors import PayloadValidationError, StepFailedError
 from .status import RunStatus
@@ -213,6 +213,9 @@ class Worker:
                 await self.engine._store.record_errors(run_id, active.owner, errors, logs=logs)
             except LeaseLost:
                 continue
+            except Exception:  # kept for the run's next write; the worker carries on
+                log.exception("saving logs of run %s failed; will retry", run_id)
+                ctx._logs[:0], ctx._errors[:0] = logs, errors
 
     async def _sweep_loop(self) -> None:
         store = self.engine._store
@@ -281,7 +284,7 @@ class Worker:
         )
         active.ctx = ctx
         try:
-            payload = wf.validate_payload(row["payload"])
+            payload = wf.load_payload(row["payload"])
         except PayloadValidationError as exc:
             await self._fail(ctx, wf, exc, row, row["executed_seconds"])
             return
@@ -328,7 +331,9 @@ class Worker:
             signal = _signal_in(failure)
             if signal is Abandon:
                 return
-            if signal is Suspend:
+            if signal is CancelRun:
+                await self._finish(ctx, RunStatus.CANCELLED, executed=executed)
+            elif signal is Suspend:
                 await self._suspend(ctx, executed)
             else:
                 await self._fail(ctx, wf, _first_error(failure), row, executed)
@@ -419,11 +424,15 @@ def _signal_in(exc: BaseException) -> type[BaseException] | None:
     """The control-flow signal an exception (or exception group) carries, if any."""
     if isinstance(exc, Abandon):
         return Abandon
+    if isinstance(exc, CancelRun):
+        return CancelRun
     if isinstance(exc, Suspend):
         return Suspend
     if isinstance(exc, BaseExceptionGroup):
         if exc.subgroup(Abandon) is not None:
             return Abandon
+        if exc.subgroup(CancelRun) is not None:
+            return CancelRun
         rest = exc.split(Suspend)[1]
         if rest is None or all(
             isinstance(e, anyio.get_cancelled_exc_class()) for e in _leaves(rest)

@@ -65,31 +65,40 @@ class Workflow(Generic[P, O]):
         return adapter(self.payload_type if self.payload_type is not None else Any)
 
     def validate_payload(self, payload: Any) -> P:
-        """Validate ``payload`` (a model instance, dict or JSON string) against the model.
+        """Validate ``payload`` (a model instance or plain Python data) against the model.
+
+        A string is a string, never parsed as JSON: use :meth:`load_payload` for JSON text.
 
         Raises:
             PayloadValidationError: with one entry per invalid field.
         """
         if not self.takes_payload:
-            if isinstance(payload, str | bytes):
-                payload = json.loads(payload)
             if payload not in (None, {}):
                 raise PayloadValidationError(
                     self.id, [{"field": "", "message": "this workflow takes no payload"}]
                 )
             return None  # type: ignore[return-value]
+        model = self.payload_type
+        if isinstance(model, type) and issubclass(model, BaseModel) and isinstance(payload, model):
+            return payload  # type: ignore[return-value]
         try:
-            if isinstance(payload, str | bytes):
-                return self._payload_adapter.validate_json(payload)  # type: ignore[no-any-return]
-            if (
-                isinstance(payload, BaseModel)
-                and isinstance(self.payload_type, type)
-                and (isinstance(payload, self.payload_type))
-            ):
-                return payload  # type: ignore[return-value]
             return self._payload_adapter.validate_python(payload)  # type: ignore[no-any-return]
         except ValidationError as exc:
             raise PayloadValidationError(self.id, validation_errors(exc)) from None
+
+    def load_payload(self, text: str | bytes) -> P:
+        """Validate a payload given as JSON text (as stored with a run).
+
+        Raises:
+            PayloadValidationError: the text is not JSON, or does not fit the model.
+        """
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise PayloadValidationError(
+                self.id, [{"field": "", "message": f"invalid JSON: {exc}", "type": "json"}]
+            ) from None
+        return self.validate_payload(value)
 
     def dump_payload(self, payload: Any) -> str:
         return dumps(payload)

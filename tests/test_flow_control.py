@@ -145,10 +145,16 @@ async def test_rate_limit_caps_starts_per_window(make_engine: Callable[..., Engi
     queue = Queue("rated", rate_limit=RateLimit(limit=3, period=60))
     engine = make_engine([rated], queues=[queue], clock=clock)
     handles = [await engine.trigger(rated, {"n": n}) for n in range(7)]
+
+    async def statuses() -> Counter[RunStatus]:
+        return Counter([(await h.get()).status for h in handles])
+
+    async def first_window_done() -> bool:
+        return (await statuses())[RunStatus.COMPLETED] == 3
+
     async with running_worker(engine, lease=3600):
-        await eventually(lambda: _length(order, 3), what="the first window")
-        statuses = Counter([(await h.get()).status for h in handles])
-        assert statuses == {RunStatus.COMPLETED: 3, RunStatus.QUEUED: 4}
+        await eventually(first_window_done, what="the first window")
+        assert await statuses() == {RunStatus.COMPLETED: 3, RunStatus.QUEUED: 4}
         clock.offset += 61
         engine._notify_work()
         await eventually(lambda: _length(order, 6), what="the second window")

@@ -30,7 +30,7 @@ from .database import CLAIMABLE_FLAG, Database
 from .migrate import upgrade
 from .tables import attempt_errors, events, logs, runs, steps, waitpoints
 
-__all__ = ["LeaseLost", "NewRun", "NewWaitpoint", "Store"]
+__all__ = ["CancelRequested", "LeaseLost", "NewRun", "NewWaitpoint", "Store"]
 
 Clock = Callable[[], float]
 _TERMINAL = [s.value for s in TERMINAL]
@@ -39,6 +39,10 @@ _PENDING = WaitpointStatus.PENDING.value
 
 class LeaseLost(Exception):
     """This worker no longer holds the run (its lease expired and another worker took it)."""
+
+
+class CancelRequested(Exception):
+    """The run this worker executes was asked to cancel; nothing more is written for it."""
 
 
 def new_id(prefix: str) -> str:
@@ -107,6 +111,7 @@ _INSERT_STEP_FENCED = (
                 runs.c.id == sa.bindparam("run_id"),
                 runs.c.worker_id == sa.bindparam("_worker"),
                 runs.c.status == sa.bindparam("_running"),
+                runs.c.cancel_requested.is_(False),
             )
         ),
     )
@@ -306,7 +311,12 @@ class Store:
         }
 
         def job(conn: Connection) -> list[RowMapping]:
-            candidates = [r._mapping for r in conn.execute(select, params)]
+            candidates = []
+            for r in conn.execute(select, params).all():
+                if r.cancel_requested:  # asked to cancel while it was being handed back
+                    _finish(conn, r.id, RunStatus.CANCELLED.value, now)
+                else:
+                    candidates.append(r._mapping)
             rows = admit(
                 conn,
                 dialect,
@@ -357,11 +367,16 @@ class Store:
         def job(conn: Connection) -> None:
             if children or not single:
                 _fence(conn, run_id, worker_id, now)
+                if conn.execute(
+                    sa.select(runs.c.cancel_requested).where(runs.c.id == run_id)
+                ).scalar():
+                    raise CancelRequested(run_id)
                 ids = [_create_run(conn, child, now)[0]["id"] for child in children]
                 step["output"] = dumps(ids[0] if single else ids)
                 conn.execute(_INSERT_STEP, step)
             elif not _journal_step(conn, {**step, "_worker": worker_id, "_running": "running"}):
-                raise LeaseLost(run_id)
+                _stop_reason(conn, run_id, worker_id)
+                raise CancelRequested(run_id)
             _write_side_rows(conn, logs, errors)
 
         await self.db.write(job)
@@ -427,9 +442,14 @@ class Store:
                     )
                 )
             }
-            conn.execute(
+            parked = conn.execute(
                 sa.update(runs)
-                .where(runs.c.id == run_id)
+                .where(
+                    runs.c.id == run_id,
+                    runs.c.worker_id == worker_id,
+                    runs.c.status == RunStatus.RUNNING.value,
+                    runs.c.cancel_requested.is_(False),
+                )
                 .values(
                     status=RunStatus.WAITING.value,
                     worker_id=None,
@@ -437,7 +457,9 @@ class Store:
                     updated_at=now,
                     executed_seconds=executed_seconds,
                 )
-            )
+            ).rowcount
+            if parked != 1:  # a cancel or a reclaim got in since the check above
+                return _stop_reason(conn, run_id, worker_id)
             _write_side_rows(conn, logs, ())
             for wp in new_waitpoints:
                 values: dict[str, Any] = {
@@ -525,6 +547,9 @@ class Store:
         def job(conn: Connection) -> None:
             _fence(conn, run_id, worker_id, now)
             _write_side_rows(conn, logs, errors)
+            if _cancel_requested(conn, run_id):
+                _finish(conn, run_id, RunStatus.CANCELLED.value, now)
+                return
             conn.execute(
                 sa.delete(steps).where(steps.c.run_id == run_id, steps.c.status == "failed")
             )
@@ -552,6 +577,9 @@ class Store:
         now = self.clock()
 
         def job(conn: Connection) -> None:
+            for run_id in run_ids:
+                if _cancel_requested(conn, run_id):
+                    _finish(conn, run_id, RunStatus.CANCELLED.value, now)
             _claimable(conn)
             conn.execute(
                 sa.update(runs)
@@ -641,15 +669,20 @@ class Store:
                 )
             for run_id, wp_batch in {(wp.run_id, wp.batch) for wp in due}:
                 _wake(conn, run_id, wp_batch, now)
-            lapsed = dialect.for_update(
-                sa.select(runs.c.id)
-                .where(runs.c.status == RunStatus.RUNNING.value, runs.c.lease_expires_at < now)
-                .order_by(runs.c.id)
-                .limit(batch)
-            )
+            lapsed = conn.execute(
+                dialect.for_update(
+                    sa.select(runs.c.id, runs.c.cancel_requested)
+                    .where(runs.c.status == RunStatus.RUNNING.value, runs.c.lease_expires_at < now)
+                    .order_by(runs.c.id)
+                    .limit(batch)
+                )
+            ).all()
+            for run in lapsed:
+                if run.cancel_requested:  # its worker died before it could stop it
+                    _finish(conn, run.id, RunStatus.CANCELLED.value, now)
             reclaimed = conn.execute(
                 sa.update(runs)
-                .where(runs.c.id.in_(lapsed.scalar_subquery()))
+                .where(runs.c.id.in_([r.id for r in lapsed if not r.cancel_requested]))
                 .values(
                     status=RunStatus.QUEUED.value,
                     worker_id=None,
@@ -705,32 +738,7 @@ class Store:
                     f"run {run_id} already ended with status {row.status}; nothing to cancel",
                     run_id=run_id,
                 )
-            executing: list[str] = []
-            frontier = [run_id]
-            while frontier:
-                live = conn.execute(
-                    sa.select(runs.c.id, runs.c.status).where(
-                        runs.c.id.in_(frontier), runs.c.status.not_in(_TERMINAL)
-                    )
-                ).all()
-                for r in live:
-                    if r.status == RunStatus.RUNNING.value:
-                        executing.append(r.id)
-                        conn.execute(
-                            sa.update(runs)
-                            .where(runs.c.id == r.id)
-                            .values(cancel_requested=True, updated_at=now)
-                        )
-                    else:
-                        _finish(conn, r.id, RunStatus.CANCELLED.value, now)
-                frontier = [
-                    c.id
-                    for c in conn.execute(
-                        sa.select(runs.c.id).where(
-                            runs.c.parent_id.in_(frontier), runs.c.status.not_in(_TERMINAL)
-                        )
-                    )
-                ]
+            executing = _cancel_tree(conn, [run_id], now)
             updated = conn.execute(_RUN_BY_ID, {"_id": run_id}).one()
             return updated._mapping, executing
 
@@ -802,8 +810,16 @@ class Store:
         eid = event_id or new_id("evt")
 
         def job(conn: Connection) -> tuple[RowMapping, bool, list[str]]:
-            existing = conn.execute(sa.select(events).where(events.c.id == eid)).first()
-            if existing is not None:
+            # Insert first: the primary key settles a race between two sends of one id.
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        events.insert().values(
+                            id=eid, name=name, payload=payload, created_at=now, resumed_runs=0
+                        )
+                    )
+            except sa.exc.IntegrityError:
+                existing = conn.execute(sa.select(events).where(events.c.id == eid)).one()
                 return existing._mapping, False, []
             waiting = conn.execute(
                 sa.select(
@@ -821,7 +837,7 @@ class Store:
             for wp in waiting:
                 if not matches(loads(wp.data), payload_value):
                     continue
-                conn.execute(
+                resolved = conn.execute(
                     sa.update(waitpoints)
                     .where(waitpoints.c.id == wp.id, waitpoints.c.status == _PENDING)
                     .values(
@@ -829,13 +845,12 @@ class Store:
                         resolution=resolution,
                         resolved_at=now,
                     )
-                )
-                _wake(conn, wp.run_id, wp.batch, now)
-                resumed.append(wp.run_id)
+                ).rowcount
+                if resolved == 1:  # not timed out or resolved by someone else meanwhile
+                    _wake(conn, wp.run_id, wp.batch, now)
+                    resumed.append(wp.run_id)
             conn.execute(
-                events.insert().values(
-                    id=eid, name=name, payload=payload, created_at=now, resumed_runs=len(resumed)
-                )
+                sa.update(events).where(events.c.id == eid).values(resumed_runs=len(resumed))
             )
             row = conn.execute(sa.select(events).where(events.c.id == eid)).one()
             return row._mapping, True, resumed
@@ -891,6 +906,59 @@ def _journal_step(conn: Connection, params: dict[str, Any]) -> bool:
         return False
     finally:
         cursor.close()
+
+
+def _cancel_requested(conn: Connection, run_id: str) -> bool:
+    query = sa.select(runs.c.cancel_requested).where(runs.c.id == run_id)
+    return bool(conn.execute(query).scalar())
+
+
+def _stop_reason(conn: Connection, run_id: str, worker_id: str) -> str:
+    """Why a write for a run this worker executes was refused: "cancel", or LeaseLost."""
+    row = conn.execute(
+        sa.select(runs.c.worker_id, runs.c.status, runs.c.cancel_requested).where(
+            runs.c.id == run_id
+        )
+    ).first()
+    held = row is not None and row.worker_id == worker_id and row.status == "running"
+    if held and row is not None and row.cancel_requested:
+        return "cancel"
+    raise LeaseLost(run_id)
+
+
+def _cancel_tree(conn: Connection, roots: Sequence[str], now: float) -> list[str]:
+    """Cancel these runs and their unfinished descendants; return the ones executing.
+
+    A run not executing ends ``cancelled`` now; an executing one gets ``cancel_requested``
+    and its worker stops it (and then cancels what it started since).
+    """
+    executing: list[str] = []
+    frontier = list(roots)
+    while frontier:
+        live = conn.execute(
+            sa.select(runs.c.id, runs.c.status).where(
+                runs.c.id.in_(frontier), runs.c.status.not_in(_TERMINAL)
+            )
+        ).all()
+        for r in live:
+            if r.status == RunStatus.RUNNING.value:
+                executing.append(r.id)
+                conn.execute(
+                    sa.update(runs)
+                    .where(runs.c.id == r.id)
+                    .values(cancel_requested=True, updated_at=now)
+                )
+            else:
+                _finish(conn, r.id, RunStatus.CANCELLED.value, now)
+        frontier = [
+            c.id
+            for c in conn.execute(
+                sa.select(runs.c.id).where(
+                    runs.c.parent_id.in_(frontier), runs.c.status.not_in(_TERMINAL)
+                )
+            )
+        ]
+    return executing
 
 
 def _claimable(conn: Connection) -> None:
@@ -1024,11 +1092,31 @@ def _finish(
     )
     if has_waits:
         conn.execute(_CANCEL_WAITS, {"_id": run_id, "_now": now})
-    if finished["parent_id"] is None:
+    if status == RunStatus.CANCELLED.value:
+        children = conn.execute(
+            sa.select(runs.c.id).where(runs.c.parent_id == run_id, runs.c.status.not_in(_TERMINAL))
+        ).scalars()
+        _cancel_tree(conn, list(children), now)
+    # Any run may be waited on: a parent that reused an idempotency key waits on a run that
+    # is not its child. The waiting runs are locked first (in id order), so that children of
+    # one batch finishing at the same time see each other's resolutions and exactly one of
+    # them wakes the parent (no write skew under READ COMMITTED).
+    waiting = sorted(
+        conn.execute(
+            sa.select(waitpoints.c.run_id)
+            .where(
+                waitpoints.c.kind == "child",
+                waitpoints.c.target == run_id,
+                waitpoints.c.status == _PENDING,
+            )
+            .distinct()
+        ).scalars()
+    )
+    if not waiting:
         return [], finished
-    # Under the parent's row lock, so that children of one batch finishing at the same time
-    # see each other's resolutions and exactly one of them wakes the parent (no write skew).
-    conn.execute(sa.select(runs.c.id).where(runs.c.id == finished["parent_id"]).with_for_update())
+    conn.execute(
+        sa.select(runs.c.id).where(runs.c.id.in_(waiting)).order_by(runs.c.id).with_for_update()
+    ).all()
     parents = conn.execute(
         sa.select(waitpoints.c.id, waitpoints.c.run_id, waitpoints.c.batch).where(
             waitpoints.c.kind == "child",
@@ -1036,8 +1124,6 @@ def _finish(
             waitpoints.c.status == _PENDING,
         )
     ).all()
-    if not parents:
-        return [], finished
     resolution = _child_resolution(finished)
     woken: list[str] = []
     for wp in parents:
