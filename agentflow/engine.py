@@ -13,7 +13,12 @@ import anyio
 
 from ._completions import Completions
 from ._serde import dumps, restore
-from .errors import RunFailedError, WaitTimeoutError, WorkflowNotFoundError
+from .errors import (
+    PayloadValidationError,
+    RunFailedError,
+    WaitTimeoutError,
+    WorkflowNotFoundError,
+)
 from .flow import Queue
 from .models import (
     ApprovalDecision,
@@ -28,6 +33,7 @@ from .retry import RetryPolicy
 from .status import RunStatus
 from .storage import Database, NewRun, Store
 from .storage.database import Synchronous
+from .storage.store import new_id
 from .workflows import Workflow, seconds
 
 if TYPE_CHECKING:
@@ -374,15 +380,44 @@ class Engine:
     async def send_event(
         self, name: str, payload: Any = None, *, id: str | None = None
     ) -> EventRecord:
-        """Record an event and resume every run waiting for it whose filter matches.
+        """Record an event, start the workflows subscribed to it (``on_event``) and resume
+        every run waiting for it whose filter matches.
 
-        Re-sending an event ``id`` that was already recorded changes nothing.
+        A subscriber whose payload model rejects the event gets no run; the mismatch is
+        recorded on the event (``errors``). Re-sending an event ``id`` changes nothing.
         """
         await self.start()
         encoded = dumps(payload)
         value = restore(encoded, Any)
-        row, created, resumed = await self._store.send_event(name, encoded, id, value)
-        if resumed:
+        event_id = id or new_id("evt")
+        start: list[NewRun] = []
+        errors: list[dict[str, Any]] = []
+        for wf in self._workflows.values():
+            if name not in wf.on_event:
+                continue
+            try:
+                validated = wf.validate_payload(value)
+            except PayloadValidationError as exc:
+                errors.append({"workflow": wf.id, "message": exc.message, "errors": exc.errors})
+                continue
+            start.append(
+                NewRun(
+                    workflow_id=wf.id,
+                    workflow_version=wf.version,
+                    payload=wf.dump_payload(validated),
+                    priority=wf.priority,
+                    queue=wf.queue,
+                    concurrency_key=wf.concurrency_key,
+                    concurrency_limit=wf.concurrency_limit,
+                    # One run per workflow and event, even if the event is re-sent.
+                    idempotency_key=f"event:{event_id}",
+                    metadata={"event_id": event_id, "event": name},
+                )
+            )
+        row, created, resumed = await self._store.send_event(
+            name, encoded, event_id, value, start=start, errors=errors
+        )
+        if resumed or (created and start):
             self._notify_work()
         return EventRecord.from_row(row, duplicate=not created)
 

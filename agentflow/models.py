@@ -232,6 +232,8 @@ class EventRecord(_Record):
     payload: Any
     created_at: datetime
     resumed_runs: int
+    started_runs: int = 0
+    errors: list[dict[str, Any]] = []
     duplicate: bool = False
 
     @classmethod
@@ -242,6 +244,8 @@ class EventRecord(_Record):
             payload=loads(row["payload"]),
             created_at=_ts(row["created_at"]),
             resumed_runs=row["resumed_runs"],
+            started_runs=row.get("started_runs") or 0,
+            errors=loads(row.get("errors")) or [],
             duplicate=duplicate,
         )
 

@@ -292,3 +292,71 @@ async def test_batch_children_finishing_together_wake_the_parent(
         parents = [await engine.trigger(fan_out, {"width": 30}) for _ in range(4)]
         for parent in parents:
             assert await parent.result(timeout=30) == sum(range(30))
+
+
+class OrderCreated(BaseModel):
+    order_id: str
+    total: int
+
+
+order_log: list[str] = []
+
+
+@workflow(id="bill_order", on_event="order.created")
+async def bill_order(ctx: RunContext, order: OrderCreated) -> str:
+    order_log.append(f"bill:{order.order_id}")
+    return "billed"
+
+
+@workflow(id="ship_order", on_event=["order.created", "order.retried"])
+async def ship_order(ctx: RunContext, order: OrderCreated) -> str:
+    order_log.append(f"ship:{order.order_id}")
+    return "shipped"
+
+
+@workflow(id="created_waiter")
+async def created_waiter(ctx: RunContext, payload: dict[str, str]) -> Any:
+    event = await ctx.wait_for_event("order.created", match={"order_id": payload["order_id"]})
+    return None if event is None else event.payload
+
+
+@workflow(id="audit_order", on_event="order.created")
+async def audit_order(ctx: RunContext, payload: dict[str, list[str]]) -> None:
+    order_log.append("audit")
+
+
+async def test_an_event_starts_every_subscribed_workflow_and_resumes_matching_waits(
+    make_engine: Callable[..., Engine],
+) -> None:
+    order_log.clear()
+    engine = make_engine([bill_order, ship_order, audit_order, created_waiter])
+    async with running_worker(engine):
+        waiter = await engine.trigger(created_waiter, {"order_id": "o-9"})
+        other = await engine.trigger(created_waiter, {"order_id": "o-1"})
+        for run_id in (waiter.id, other.id):
+            await eventually(
+                lambda run_id=run_id: engine.list_waitpoints(run_id=run_id, status="pending"),
+                what="event wait",
+            )
+        event = await engine.send_event("order.created", {"order_id": "o-9", "total": 5}, id="e1")
+        assert (event.started_runs, event.resumed_runs) == (2, 1)
+        assert [e["workflow"] for e in event.errors] == ["audit_order"]
+        assert event.errors[0]["errors"][0]["field"] == "order_id"
+        again = await engine.send_event("order.created", {"order_id": "o-9", "total": 5}, id="e1")
+        assert again.duplicate
+        assert await waiter.result(timeout=10) == {"order_id": "o-9", "total": 5}
+        started = await eventually(
+            lambda: _completed(engine, ["bill_order", "ship_order"]), what="subscribers"
+        )
+        assert (await engine.get_run(other.id)).status is RunStatus.WAITING
+        await engine.cancel(other.id)
+    assert sorted(order_log) == ["bill:o-9", "ship:o-9"]
+    assert all(r.metadata["event_id"] == "e1" for r in started)
+    (stored,) = await engine.list_events(name="order.created")
+    assert stored.errors == event.errors
+
+
+async def _completed(engine: Engine, workflows: list[str]) -> list[Any]:
+    runs = [r for w in workflows for r in await engine.list_runs(workflow=w)]
+    done = [r for r in runs if r.status is RunStatus.COMPLETED]
+    return done if len(done) == len(workflows) else []

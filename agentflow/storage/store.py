@@ -800,11 +800,20 @@ class Store:
         return await self.db.write(job)
 
     async def send_event(
-        self, name: str, payload: str, event_id: str | None, payload_value: Any
+        self,
+        name: str,
+        payload: str,
+        event_id: str | None,
+        payload_value: Any,
+        *,
+        start: Sequence[NewRun] = (),
+        errors: Sequence[dict[str, Any]] = (),
     ) -> tuple[RowMapping, bool, list[str]]:
-        """Store an event and resume every run waiting for it whose filter matches.
+        """Store an event, start the runs of subscribed workflows (``start``) and resume every
+        run waiting for it whose filter matches, all in one transaction. ``errors`` records
+        subscribers whose payload model rejected the event.
 
-        Returns ``(event, created, resumed_run_ids)``; a re-sent event id resumes nothing.
+        Returns ``(event, created, resumed_run_ids)``; a re-sent event id changes nothing.
         """
         now = self.clock()
         eid = event_id or new_id("evt")
@@ -849,8 +858,15 @@ class Store:
                 if resolved == 1:  # not timed out or resolved by someone else meanwhile
                     _wake(conn, wp.run_id, wp.batch, now)
                     resumed.append(wp.run_id)
+            started = [_create_run(conn, spec, now)[1] for spec in start]
             conn.execute(
-                sa.update(events).where(events.c.id == eid).values(resumed_runs=len(resumed))
+                sa.update(events)
+                .where(events.c.id == eid)
+                .values(
+                    resumed_runs=len(resumed),
+                    started_runs=sum(started),
+                    errors=dumps(list(errors)) if errors else None,
+                )
             )
             row = conn.execute(sa.select(events).where(events.c.id == eid)).one()
             return row._mapping, True, resumed
