@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from .engine import Engine
     from .workflows import Workflow
 
-__all__ = ["RunContext", "RunLogger"]
+__all__ = ["RunContext", "RunLogger", "RunMetadata"]
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -88,6 +88,63 @@ class RunLogger:
         self._ctx._add_log("error", message, fields)
 
 
+class RunMetadata:
+    """Progress and facts about a run that callers can read while it goes (``run.metadata``).
+
+    Changes are saved with the run's next journal write, or at once with :meth:`flush`.
+    A replay does not apply a change twice: changes made before the journal's last position
+    were saved by the execution that made them.
+    """
+
+    def __init__(self, ctx: RunContext, initial: dict[str, Any]) -> None:
+        self._ctx = ctx
+        self._data = dict(initial)
+        self._dirty = False
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._data.get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self._data)
+
+    def set(self, key: str, value: Any) -> None:
+        if self._ctx._replaying:
+            return
+        dumps(value)  # fail here, not at the next write, if it cannot be stored
+        self._data[key] = value
+        self._dirty = True
+
+    def increment(self, key: str, by: float = 1) -> None:
+        if self._ctx._replaying:
+            return
+        self._data[key] = self._data.get(key, 0) + by
+        self._dirty = True
+
+    def append(self, key: str, value: Any) -> None:
+        if self._ctx._replaying:
+            return
+        dumps(value)
+        self._data.setdefault(key, []).append(value)
+        self._dirty = True
+
+    async def flush(self) -> None:
+        """Save pending changes now (they are saved with the next step anyway)."""
+        if self._dirty:
+            await self._ctx._save_side_rows()
+
+    def _drain(self) -> str | None:
+        if not self._dirty:
+            return None
+        self._dirty = False
+        return dumps(self._data)
+
+
 class RunContext:
     """Handed to every workflow function; one per execution of a run."""
 
@@ -106,6 +163,7 @@ class RunContext:
         self.parent_id: str | None = run["parent_id"]
         self.tags: list[str] = loads(run["tags"])
         self.log = RunLogger(self)
+        self.metadata = RunMetadata(self, loads(run["run_metadata"]) or {})
         self._engine = engine
         self._store = engine._store
         self._clock = engine.clock
@@ -446,7 +504,7 @@ class RunContext:
     async def _save_step(
         self, row: dict[str, Any], children: Sequence[NewRun] = (), single: bool = True
     ) -> None:
-        logs, errors = self._drain()
+        logs, errors, metadata = self._drain()
         try:
             await self._store.save_step(
                 self.run_id,
@@ -454,6 +512,7 @@ class RunContext:
                 row,
                 logs=logs,
                 errors=errors,
+                metadata=metadata,
                 children=children,
                 single=single,
             )
@@ -645,8 +704,12 @@ class RunContext:
             self._idle.set()
             self._idle = None
 
+    @property
+    def _replaying(self) -> bool:
+        return self._seq < self._replay_until
+
     def _add_log(self, level: str, message: str, fields: dict[str, Any]) -> None:
-        if self._seq < self._replay_until:
+        if self._replaying:
             return
         scope = _current_step.get()
         self._logs.append(
@@ -660,10 +723,21 @@ class RunContext:
             }
         )
 
-    def _drain(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def _drain(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str | None]:
+        """Take what waits to be saved with the next write: logs, attempt errors, metadata."""
         logs, errors = self._logs, self._errors
         self._logs, self._errors = [], []
-        return logs, errors
+        return logs, errors, self.metadata._drain()
+
+    async def _save_side_rows(self) -> None:
+        logs, errors, metadata = self._drain()
+        try:
+            await self._store.record_errors(
+                self.run_id, self._worker_id, errors, logs=logs, metadata=metadata
+            )
+        except LeaseLost:
+            self._closed = True
+            raise Abandon(self.run_id) from None
 
     @property
     def _has_waits(self) -> bool:

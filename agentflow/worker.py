@@ -206,16 +206,21 @@ class Worker:
         """Save logs of runs inside a long step, so they show before the step ends."""
         for run_id, active in list(self._active.items()):
             ctx = active.ctx
-            if ctx is None or not ctx._logs or active.stop is not None:
+            if ctx is None or active.stop is not None:
                 continue
-            logs, errors = ctx._drain()
+            if not (ctx._logs or ctx._errors or ctx.metadata._dirty):
+                continue
+            logs, errors, metadata = ctx._drain()
             try:
-                await self.engine._store.record_errors(run_id, active.owner, errors, logs=logs)
+                await self.engine._store.record_errors(
+                    run_id, active.owner, errors, logs=logs, metadata=metadata
+                )
             except LeaseLost:
                 continue
             except Exception:  # kept for the run's next write; the worker carries on
                 log.exception("saving logs of run %s failed; will retry", run_id)
                 ctx._logs[:0], ctx._errors[:0] = logs, errors
+                ctx.metadata._dirty = ctx.metadata._dirty or metadata is not None
 
     async def _sweep_loop(self) -> None:
         store = self.engine._store
@@ -340,7 +345,7 @@ class Worker:
 
     async def _suspend(self, ctx: RunContext, executed: float) -> None:
         new, awaited = ctx._suspension()
-        logs, _ = ctx._drain()
+        logs, errors, metadata = ctx._drain()
         status = await self.engine._store.suspend(
             ctx.run_id,
             ctx._worker_id,
@@ -348,6 +353,8 @@ class Worker:
             awaited=awaited,
             executed_seconds=executed,
             logs=logs,
+            errors=errors,
+            metadata=metadata,
         )
         if status == "cancel":
             await self._finish(ctx, RunStatus.CANCELLED, executed=executed)
@@ -380,7 +387,7 @@ class Worker:
         if isinstance(exc, StepFailedError) and not exc.retryable:
             retryable = False
         if retryable and row["attempt"] < wf.retry.max_attempts:
-            logs, errors = ctx._drain()
+            logs, errors, metadata = ctx._drain()
             await self.engine._store.retry(
                 ctx.run_id,
                 ctx._worker_id,
@@ -388,6 +395,7 @@ class Worker:
                 executed_seconds=executed,
                 logs=logs,
                 errors=errors,
+                metadata=metadata,
             )
             self.engine._notify_work()
             return
@@ -402,7 +410,7 @@ class Worker:
         error: dict[str, Any] | None = None,
         executed: float,
     ) -> None:
-        logs, errors = ctx._drain()
+        logs, errors, metadata = ctx._drain()
         with anyio.CancelScope(shield=True):
             woken, finished = await self.engine._store.finish(
                 ctx.run_id,
@@ -413,6 +421,7 @@ class Worker:
                 executed_seconds=executed,
                 logs=logs,
                 errors=errors,
+                metadata=metadata,
                 has_waits=ctx._has_waits,
             )
         self.engine._notify_done(ctx.run_id, finished)

@@ -365,3 +365,36 @@ async def test_logs_of_a_long_step_are_visible_while_it_runs(
         release.set()
         await handle.result(timeout=10)
     assert len(await engine.get_logs(handle.id)) == 1
+
+
+async def test_metadata_is_readable_while_running_and_not_applied_twice_on_replay(
+    make_engine: Callable[..., Engine],
+) -> None:
+    gate = anyio.Event()
+
+    @workflow(id="progress")
+    async def progress(ctx: RunContext) -> dict[str, Any]:
+        ctx.metadata.set("stage", "fetching")
+        for n in range(3):
+            await ctx.step(f"page{n}", anyio.sleep, 0)
+            ctx.metadata.increment("pages")
+            ctx.metadata.append("seen", n)
+        await ctx.metadata.flush()
+        await ctx.step("hold", gate.wait)
+        await ctx.sleep(0.01)  # the run is replayed after this: nothing may count twice
+        ctx.metadata.set("stage", "done")
+        return ctx.metadata.to_dict()
+
+    engine = make_engine([progress])
+    async with running_worker(engine):
+        handle = await engine.trigger(progress, metadata={"owner": "tests"})
+
+        async def halfway() -> bool:
+            return (await engine.get_run(handle.id)).metadata.get("pages") == 3
+
+        await eventually(halfway, what="progress while running")
+        gate.set()
+        result = await handle.result(timeout=10)
+    expected = {"owner": "tests", "stage": "done", "pages": 3, "seen": [0, 1, 2]}
+    assert result == expected
+    assert (await engine.get_run(handle.id)).metadata == expected

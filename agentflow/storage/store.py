@@ -353,6 +353,7 @@ class Store:
         step: dict[str, Any],
         *,
         logs: Sequence[dict[str, Any]] = (),
+        metadata: str | None = None,
         errors: Sequence[dict[str, Any]] = (),
         children: Sequence[NewRun] = (),
         single: bool = True,
@@ -377,7 +378,7 @@ class Store:
             elif not _journal_step(conn, {**step, "_worker": worker_id, "_running": "running"}):
                 _stop_reason(conn, run_id, worker_id)
                 raise CancelRequested(run_id)
-            _write_side_rows(conn, logs, errors)
+            _write_side_rows(conn, logs, errors, run_id, metadata)
 
         await self.db.write(job)
 
@@ -388,13 +389,14 @@ class Store:
         errors: Sequence[dict[str, Any]],
         *,
         logs: Sequence[dict[str, Any]] = (),
+        metadata: str | None = None,
     ) -> None:
         """Save attempt errors and logs of a run this worker holds."""
         now = self.clock()
 
         def job(conn: Connection) -> None:
             _fence(conn, run_id, worker_id, now)
-            _write_side_rows(conn, logs, errors)
+            _write_side_rows(conn, logs, errors, run_id, metadata)
 
         await self.db.write(job)
 
@@ -407,6 +409,8 @@ class Store:
         awaited: Sequence[int],
         executed_seconds: float,
         logs: Sequence[dict[str, Any]] = (),
+        errors: Sequence[dict[str, Any]] = (),
+        metadata: str | None = None,
     ) -> str:
         """Park the run on its waitpoints. Returns the run's new status.
 
@@ -460,7 +464,7 @@ class Store:
             ).rowcount
             if parked != 1:  # a cancel or a reclaim got in since the check above
                 return _stop_reason(conn, run_id, worker_id)
-            _write_side_rows(conn, logs, ())
+            _write_side_rows(conn, logs, errors, run_id, metadata)
             for wp in new_waitpoints:
                 values: dict[str, Any] = {
                     "id": new_id("wp"),
@@ -505,6 +509,7 @@ class Store:
         error: dict[str, Any] | None = None,
         executed_seconds: float | None = None,
         logs: Sequence[dict[str, Any]] = (),
+        metadata: str | None = None,
         errors: Sequence[dict[str, Any]] = (),
         has_waits: bool = True,
     ) -> tuple[list[str], RowMapping]:
@@ -517,7 +522,7 @@ class Store:
         def job(conn: Connection) -> tuple[list[str], RowMapping]:
             if worker_id is not None:
                 _fence(conn, run_id, worker_id, now)
-            _write_side_rows(conn, logs, errors)
+            _write_side_rows(conn, logs, errors, run_id, metadata)
             return _finish(
                 conn,
                 run_id,
@@ -539,6 +544,7 @@ class Store:
         delay: float,
         executed_seconds: float,
         logs: Sequence[dict[str, Any]] = (),
+        metadata: str | None = None,
         errors: Sequence[dict[str, Any]] = (),
     ) -> None:
         """Schedule the next attempt of a failed run; failed steps run again, completed stay."""
@@ -546,7 +552,7 @@ class Store:
 
         def job(conn: Connection) -> None:
             _fence(conn, run_id, worker_id, now)
-            _write_side_rows(conn, logs, errors)
+            _write_side_rows(conn, logs, errors, run_id, metadata)
             if _cancel_requested(conn, run_id):
                 _finish(conn, run_id, RunStatus.CANCELLED.value, now)
                 return
@@ -989,12 +995,18 @@ def _fence(conn: Connection, run_id: str, worker_id: str, now: float) -> None:
 
 
 def _write_side_rows(
-    conn: Connection, log_rows: Sequence[dict[str, Any]], error_rows: Sequence[dict[str, Any]]
+    conn: Connection,
+    log_rows: Sequence[dict[str, Any]],
+    error_rows: Sequence[dict[str, Any]],
+    run_id: str | None = None,
+    metadata: str | None = None,
 ) -> None:
     if log_rows:
         conn.execute(_INSERT_LOG, list(log_rows))
     if error_rows:
         conn.execute(_INSERT_ERROR, list(error_rows))
+    if metadata is not None and run_id is not None:
+        conn.execute(sa.update(runs).where(runs.c.id == run_id).values(run_metadata=metadata))
 
 
 def _create_run(conn: Connection, spec: NewRun, now: float) -> tuple[Mapping[Any, Any], bool]:
