@@ -14,6 +14,7 @@ import anyio
 from ._completions import Completions
 from ._serde import dumps, restore
 from .errors import (
+    NotFoundError,
     PayloadValidationError,
     RunFailedError,
     WaitTimeoutError,
@@ -33,7 +34,7 @@ from .retry import RetryPolicy
 from .status import RunStatus
 from .storage import Database, NewRun, Store
 from .storage.database import Synchronous
-from .storage.store import new_id
+from .storage.store import FORKED_FROM, RunFilter, new_id
 from .workflows import Workflow, seconds
 
 if TYPE_CHECKING:
@@ -44,6 +45,27 @@ __all__ = ["Engine", "RunHandle"]
 
 O = TypeVar("O")
 _UNSET: Any = object()
+
+
+def _filter(
+    workflow: str | None,
+    status: RunStatus | str | Sequence[RunStatus | str] | None,
+    tag: str | None,
+    created_after: datetime | None,
+    created_before: datetime | None,
+) -> RunFilter:
+    statuses: list[str] = []
+    if isinstance(status, str):
+        statuses = [RunStatus(status).value]
+    elif status is not None:
+        statuses = [RunStatus(s).value for s in status]
+    return RunFilter(
+        workflow_id=workflow,
+        status=statuses,
+        tag=tag,
+        created_after=None if created_after is None else created_after.timestamp(),
+        created_before=None if created_before is None else created_before.timestamp(),
+    )
 
 
 @dataclass(frozen=True)
@@ -320,6 +342,104 @@ class Engine:
         if run.status.is_terminal:  # an executing run ends when its worker stops it
             self._notify_done(run_id, row)
         return run
+
+    async def cancel_many(
+        self,
+        *,
+        workflow: str | None = None,
+        status: RunStatus | str | Sequence[RunStatus | str] | None = None,
+        tag: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+    ) -> list[str]:
+        """Cancel every unfinished run matching the filters, with their children.
+
+        Returns the ids of the matching runs (executing ones stop at their next await).
+        """
+        await self.start()
+        filters = _filter(workflow, status, tag, created_after, created_before)
+        ids, executing = await self._store.cancel_where(filters)
+        for rid in executing:
+            for worker in list(self._workers):
+                worker.cancel_local(rid)
+        for rid in set(ids) - set(executing):
+            self._notify_done(rid)
+        return ids
+
+    async def replay(self, run_id: str) -> RunHandle[Any]:
+        """Start a new run of the same workflow with the same payload and tags.
+
+        Raises:
+            RunNotFoundError: no such run.
+            PayloadValidationError: the payload no longer fits the workflow's model.
+        """
+        run = await self.get_run(run_id)
+        return await self.trigger(
+            run.workflow_id,
+            run.payload,
+            tags=run.tags,
+            metadata={**run.metadata, "replay_of": run.id},
+        )
+
+    async def replay_many(
+        self,
+        *,
+        workflow: str | None = None,
+        status: RunStatus | str | Sequence[RunStatus | str] | None = None,
+        tag: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        limit: int = 1000,
+    ) -> list[RunHandle[Any]]:
+        """Replay (as new runs) every run matching the filters, oldest first."""
+        await self.start()
+        filters = _filter(workflow, status, tag, created_after, created_before)
+        rows = await self._store.list_runs(
+            workflow_id=filters.workflow_id,
+            status=filters.status,
+            tag=filters.tag,
+            created_before=filters.created_before,
+            limit=limit,
+        )
+        if filters.created_after is not None:
+            rows = [r for r in rows if r["created_at"] >= filters.created_after]
+        return [await self.replay(r["id"]) for r in reversed(rows)]
+
+    async def fork(self, run_id: str, *, from_step: int | str) -> RunHandle[Any]:
+        """Resume a run as a new run from a chosen step, keeping the journal before it.
+
+        ``from_step`` is a journal position (``#`` in ``runs show``) or a step name (its
+        first occurrence). Steps before it are not run again; it and everything after are.
+
+        Raises:
+            RunNotFoundError, NotFoundError: no such run, or no such step in its journal.
+            ConflictError: a wait before that step never resolved.
+        """
+        source = await self.get_run(run_id)
+        wf: Workflow[Any, Any] = self.get_workflow(source.workflow_id)
+        if isinstance(from_step, str):
+            named = [s.seq for s in await self.get_steps(run_id) if s.name == from_step]
+            if not named:
+                raise NotFoundError(f"run {run_id} has no step named {from_step!r}", run_id=run_id)
+            before = min(named)
+        else:
+            before = from_step
+        if before < 1:
+            raise ValueError("from_step must be a journal position (1 or more) or a step name")
+        spec = NewRun(
+            workflow_id=wf.id,
+            workflow_version=wf.version,
+            payload=wf.dump_payload(wf.validate_payload(source.payload)),
+            tags=source.tags,
+            metadata={**source.metadata, FORKED_FROM: {"run_id": run_id, "from_step": before}},
+            priority=source.priority,
+            queue=wf.queue,
+            concurrency_key=source.concurrency_key,
+            concurrency_limit=wf.concurrency_limit,
+        )
+        row = await self._store.fork(run_id, before, spec)
+        self._notify_work()
+        return RunHandle(row["id"], self, wf)
 
     async def approve(
         self,

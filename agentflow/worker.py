@@ -30,7 +30,7 @@ from .context import RunContext
 from .errors import PayloadValidationError, StepFailedError
 from .status import RunStatus
 from .storage import LeaseLost
-from .storage.store import Journal
+from .storage.store import FORKED_FROM, Journal
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -279,7 +279,8 @@ class Worker:
         store = engine._store
         run_id = row["id"]
         wf = engine._workflows[row["workflow_id"]]
-        journal = _EMPTY if row["started_at"] is None else await store.load_journal(run_id)
+        fresh = row["started_at"] is None and f'"{FORKED_FROM}"' not in row["run_metadata"]
+        journal = _EMPTY if fresh else await store.load_journal(run_id)
         ctx = RunContext(
             engine=engine,
             run=row,

@@ -30,10 +30,12 @@ from .database import CLAIMABLE_FLAG, Database
 from .migrate import upgrade
 from .tables import attempt_errors, events, logs, runs, steps, waitpoints
 
-__all__ = ["CancelRequested", "LeaseLost", "NewRun", "NewWaitpoint", "Store"]
+__all__ = ["CancelRequested", "LeaseLost", "NewRun", "NewWaitpoint", "RunFilter", "Store"]
 
 Clock = Callable[[], float]
 _TERMINAL = [s.value for s in TERMINAL]
+# Metadata key marking a run created by Engine.fork: its journal exists before it starts.
+FORKED_FROM = "forked_from"
 _PENDING = WaitpointStatus.PENDING.value
 
 
@@ -221,17 +223,11 @@ class Store:
         limit: int = 50,
         created_before: float | None = None,
     ) -> list[RowMapping]:
-        query = sa.select(runs).order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
-        if workflow_id is not None:
-            query = query.where(runs.c.workflow_id == workflow_id)
-        if status:
-            query = query.where(runs.c.status.in_(list(status)))
-        if tag is not None:
-            query = query.where(runs.c.tags.contains(dumps(tag)))
+        query = RunFilter(
+            workflow_id=workflow_id, status=status, tag=tag, created_before=created_before
+        ).apply(sa.select(runs).order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit))
         if parent_id is not None:
             query = query.where(runs.c.parent_id == parent_id)
-        if created_before is not None:
-            query = query.where(runs.c.created_at < created_before)
         return await self.db.read(lambda conn: [r._mapping for r in conn.execute(query)])
 
     async def finished_among(self, run_ids: Sequence[str]) -> set[str]:
@@ -750,6 +746,63 @@ class Store:
 
         return await self.db.write(job)
 
+    async def cancel_where(self, filters: RunFilter) -> tuple[list[str], list[str]]:
+        """Cancel every unfinished run matching ``filters`` (and their descendants).
+
+        Returns ``(cancelled_or_requested_ids, executing_ids)``.
+        """
+        now = self.clock()
+
+        def job(conn: Connection) -> tuple[list[str], list[str]]:
+            query = filters.apply(sa.select(runs.c.id)).where(runs.c.status.not_in(_TERMINAL))
+            ids = list(conn.execute(query.order_by(runs.c.id)).scalars())
+            return ids, _cancel_tree(conn, ids, now)
+
+        return await self.db.write(job)
+
+    async def fork(self, source_id: str, before_seq: int, spec: NewRun) -> Mapping[Any, Any]:
+        """Create ``spec`` as a new run whose journal is the source's below ``before_seq``.
+
+        Raises:
+            RunNotFoundError: no such source run.
+            ConflictError: a wait in the kept part of the journal never resolved.
+        """
+        now = self.clock()
+
+        def job(conn: Connection) -> Mapping[Any, Any]:
+            if conn.execute(sa.select(runs.c.id).where(runs.c.id == source_id)).first() is None:
+                raise RunNotFoundError(source_id)
+            kept_steps = conn.execute(
+                sa.select(steps).where(steps.c.run_id == source_id, steps.c.seq < before_seq)
+            ).all()
+            kept_waits = conn.execute(
+                sa.select(waitpoints).where(
+                    waitpoints.c.run_id == source_id, waitpoints.c.seq < before_seq
+                )
+            ).all()
+            unresolved = [w for w in kept_waits if w.status in (_PENDING, "cancelled")]
+            if unresolved:
+                w = unresolved[0]
+                raise ConflictError(
+                    f"cannot keep the journal up to step #{before_seq}: the {w.kind} wait "
+                    f"{w.name!r} at #{w.seq} never resolved; fork from #{w.seq} or earlier",
+                    run_id=source_id,
+                )
+            row, _ = _create_run(conn, spec, now)
+            if kept_steps:
+                conn.execute(_INSERT_STEP, [{**s._mapping, "run_id": spec.id} for s in kept_steps])
+            if kept_waits:
+                conn.execute(
+                    _INSERT_WAITPOINT,
+                    [
+                        {**w._mapping, "id": new_id("wp"), "run_id": spec.id, "token": None}
+                        for w in kept_waits
+                    ],
+                )
+            return row
+
+        return await self.db.write(job)
+
     async def resolve_approval(
         self,
         *,
@@ -884,6 +937,30 @@ class Store:
         if name is not None:
             query = query.where(events.c.name == name)
         return await self.db.read(lambda conn: [r._mapping for r in conn.execute(query)])
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    """Which runs a bulk operation applies to; every field given must match."""
+
+    workflow_id: str | None = None
+    status: Sequence[str] = ()
+    tag: str | None = None
+    created_after: float | None = None
+    created_before: float | None = None
+
+    def apply(self, query: sa.Select[Any]) -> sa.Select[Any]:
+        if self.workflow_id is not None:
+            query = query.where(runs.c.workflow_id == self.workflow_id)
+        if self.status:
+            query = query.where(runs.c.status.in_(list(self.status)))
+        if self.tag is not None:
+            query = query.where(runs.c.tags.contains(dumps(self.tag)))
+        if self.created_after is not None:
+            query = query.where(runs.c.created_at >= self.created_after)
+        if self.created_before is not None:
+            query = query.where(runs.c.created_at < self.created_before)
+        return query
 
 
 # -- helpers that run inside a transaction --------------------------------------------------
