@@ -299,6 +299,25 @@ async def test_cancel(cli: CLI, engine: Engine) -> None:
     assert "already ended" in again.stderr
 
 
+async def test_cancel_many_replay_and_fork(cli: CLI, engine: Engine) -> None:
+    ids = [await trigger(engine, "greet", {"name": n}) for n in ("ann", "bob")]
+    refused = await cli("runs", "cancel-many", APP, code=2)
+    assert "--yes" in refused.stderr
+    done = (await cli("runs", "cancel-many", APP, "--workflow", "greet", "--json")).json()
+    assert sorted(done["cancelled"]) == sorted(ids)
+    replayed = (await cli("runs", "replay", APP, ids[0], "--json")).json()
+    assert (replayed["payload"]["name"], replayed["metadata"]["replay_of"]) == ("ann", ids[0])
+    many = (await cli("runs", "replay-many", APP, "--status", "cancelled", "--json")).json()
+    assert len(many["started"]) == 2
+    failed = await trigger(engine, "broken")
+    async with cli.worker():
+        await wait_status(engine, failed, RunStatus.FAILED)
+    forked = (await cli("runs", "fork", APP, failed, "--from-step", "explode", "--json")).json()
+    assert forked["metadata"]["forked_from"] == {"run_id": failed, "from_step": 1}
+    missing = await cli("runs", "fork", APP, failed, "--from-step", "nope", code=1)
+    assert "no step named 'nope'" in missing.stderr
+
+
 # -- with a worker ----------------------------------------------------------------------------
 
 

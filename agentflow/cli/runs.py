@@ -1,4 +1,4 @@
-"""``agentflow runs``: list, inspect and cancel runs."""
+"""``agentflow runs``: list, inspect, cancel, replay and fork runs."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 
 __all__ = ["app"]
 
-app = typer.Typer(name="runs", help="List, inspect and cancel runs.", no_args_is_help=True)
+app = typer.Typer(
+    name="runs", help="List, inspect, cancel, replay and fork runs.", no_args_is_help=True
+)
 
 
 @app.command("list")
@@ -115,3 +117,114 @@ def cancel(app_: AppArg, run_id: RunIdArg, json_output: JsonOpt = False) -> None
             highlight=False,
             soft_wrap=True,
         )
+
+
+WorkflowOpt = Annotated[
+    str | None, typer.Option("--workflow", "-w", help="Only runs of this workflow.")
+]
+StatusOpt = Annotated[
+    list[RunStatus] | None,
+    typer.Option("--status", "-s", help="Only runs with this status (repeatable)."),
+]
+TagOpt = Annotated[str | None, typer.Option("--tag", "-t", help="Only runs with this tag.")]
+
+
+def _say(message: str) -> None:
+    from .output import console
+
+    console().print(message, markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command("cancel-many")
+def cancel_many(
+    app_: AppArg,
+    workflow: WorkflowOpt = None,
+    status: StatusOpt = None,
+    tag: TagOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Cancel every run, with no filter.")] = False,
+    json_output: JsonOpt = False,
+) -> None:
+    """Cancel every unfinished run matching the filters (and their child runs)."""
+    if workflow is None and not status and tag is None and not yes:
+        raise typer.BadParameter("give --workflow, --status or --tag, or --yes to cancel all")
+
+    async def body(engine: Engine) -> list[str]:
+        return await engine.cancel_many(workflow=workflow, status=status or None, tag=tag)
+
+    ids = with_engine(app_, body, json_output=json_output)
+    from .output import print_json
+
+    if json_output:
+        print_json({"cancelled": ids})
+    else:
+        _say(f"cancelled {len(ids)} run(s)")
+
+
+@app.command("replay")
+def replay(app_: AppArg, run_id: RunIdArg, json_output: JsonOpt = False) -> None:
+    """Start a new run of the same workflow with the same payload and tags."""
+
+    async def body(engine: Engine) -> Run:
+        return await (await engine.replay(run_id)).get()
+
+    run = with_engine(app_, body, json_output=json_output)
+    from .output import print_json
+
+    if json_output:
+        print_json(run)
+    else:
+        _say(f"replayed {run_id} as run {run.id}")
+
+
+@app.command("replay-many")
+def replay_many(
+    app_: AppArg,
+    workflow: WorkflowOpt = None,
+    status: StatusOpt = None,
+    tag: TagOpt = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many.")] = 100,
+    json_output: JsonOpt = False,
+) -> None:
+    """Replay (as new runs) every run matching the filters, oldest first."""
+
+    async def body(engine: Engine) -> list[str]:
+        handles = await engine.replay_many(
+            workflow=workflow, status=status or None, tag=tag, limit=limit
+        )
+        return [h.id for h in handles]
+
+    ids = with_engine(app_, body, json_output=json_output)
+    from .output import print_json
+
+    if json_output:
+        print_json({"started": ids})
+    else:
+        _say(f"started {len(ids)} replay run(s)")
+
+
+@app.command("fork")
+def fork(
+    app_: AppArg,
+    run_id: RunIdArg,
+    from_step: Annotated[
+        str,
+        typer.Option(
+            "--from-step",
+            help="Journal position (#) or step name: it and what follows run again.",
+        ),
+    ],
+    json_output: JsonOpt = False,
+) -> None:
+    """Resume a run as a new run from a step, keeping the journal before it."""
+    step: int | str = int(from_step) if from_step.isdigit() else from_step
+
+    async def body(engine: Engine) -> Run:
+        return await (await engine.fork(run_id, from_step=step)).get()
+
+    run = with_engine(app_, body, json_output=json_output)
+    from .output import print_json
+
+    if json_output:
+        print_json(run)
+    else:
+        _say(f"forked {run_id} from step {from_step} as run {run.id}")
