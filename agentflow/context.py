@@ -162,6 +162,12 @@ class RunContext:
         self.attempt: int = run["attempt"]
         self.parent_id: str | None = run["parent_id"]
         self.tags: list[str] = loads(run["tags"])
+        self.concurrency_key: str | None = run["concurrency_key"]
+        scheduled = run["scheduled_at"]
+        # The tick a scheduled run was started for (not when it actually started).
+        self.scheduled_at: datetime | None = (
+            None if scheduled is None else datetime.fromtimestamp(scheduled, UTC)
+        )
         self.log = RunLogger(self)
         self.metadata = RunMetadata(self, loads(run["run_metadata"]) or {})
         self._engine = engine

@@ -299,6 +299,21 @@ async def test_cancel(cli: CLI, engine: Engine) -> None:
     assert "already ended" in again.stderr
 
 
+async def test_idempotent_trigger_from_several_processes_starts_one_run(cli: CLI) -> None:
+    await cli("db", "upgrade", APP)
+    results: list[dict[str, Any]] = []
+
+    async def fire() -> None:
+        args = ("trigger", APP, "greet", "--payload", '{"name": "ann"}')
+        results.append((await cli(*args, "--idempotency-key", "once", "--json")).json())
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(4):
+            tg.start_soon(fire)
+    assert len({r["id"] for r in results}) == 1
+    assert sum(r["created"] for r in results) == 1
+
+
 async def test_cancel_many_replay_and_fork(cli: CLI, engine: Engine) -> None:
     ids = [await trigger(engine, "greet", {"name": n}) for n in ("ann", "bob")]
     refused = await cli("runs", "cancel-many", APP, code=2)

@@ -24,7 +24,7 @@ from agentflow.storage.tables import runs
 
 from ._support import eventually
 from .apps.crash_app import WorkerProcess, deadline, spawn_worker
-from .apps.drain_app import DrainJob, drain
+from .apps.drain_app import DrainJob, drain, keyed_drain
 
 pytestmark = pytest.mark.anyio
 
@@ -69,9 +69,9 @@ async def trigger_runs(engine: Engine, job: DrainJob, count: int, ids: list[str]
             tg.start_soon(one)
 
 
-async def wait_drained(engine: Engine, count: int, timeout: float) -> None:
+async def wait_drained(engine: Engine, count: int, timeout: float, workflow: str = "drain") -> None:
     async def probe() -> bool:
-        left = await engine.list_runs(workflow="drain", status=UNFINISHED, limit=count + 1)
+        left = await engine.list_runs(workflow=workflow, status=UNFINISHED, limit=count + 1)
         return not left
 
     await eventually(probe, timeout=timeout, what=f"{count} runs to finish")
@@ -199,3 +199,44 @@ async def test_killing_one_worker_during_drain_loses_no_run(
         assert pids[0] == victim.pid != pids[1], (run_id, seq, pids)
         later = [found[(run_id, s)] for s in range(seq + 1, STEPS + 1)]
         assert all(p == [pids[1]] for p in later), (run_id, seq, pids, later)
+
+
+def peak_overlap(lines: list[str]) -> Counter[str]:
+    """The most runs of each key inside their section at one time, from enter/exit marks."""
+    marks = sorted(
+        (float(ts), 1 if kind == "enter" else -1, key)
+        for kind, key, ts in (line.split() for line in lines)
+    )
+    inside: Counter[str] = Counter()
+    peak: Counter[str] = Counter()
+    for _, delta, key in marks:  # at equal times an exit (-1) sorts before an enter (+1)
+        inside[key] += delta
+        peak[key] = max(peak[key], inside[key])
+    return peak
+
+
+@deadline(60)
+async def test_per_key_concurrency_holds_across_worker_processes(
+    make_engine: Callable[..., Engine], database_url: str, tmp_path: Path
+) -> None:
+    effects = tmp_path / "marks.log"
+    job = DrainJob(side_effects=str(effects), work=0.02)
+    engine = make_engine([drain, keyed_drain])
+    await engine.start()
+    keys = [f"customer-{n}" for n in range(6)]
+    count = 120
+    async with worker_pool(database_url, tmp_path, WORKERS, "--concurrency", "8") as workers:
+        ids = [
+            (await engine.trigger(keyed_drain, job, concurrency_key=keys[n % len(keys)])).id
+            for n in range(count)
+        ]
+        await wait_drained(engine, count, timeout=60, workflow="keyed_drain")
+        for worker in workers:
+            assert await worker.stop() == 0
+    assert {(await engine.get_run(i)).status for i in ids} == {RunStatus.COMPLETED}
+    lines = (await anyio.Path(effects).read_text()).splitlines()
+    assert len(lines) == 2 * count
+    peak = peak_overlap(lines)
+    print(f"observed per-key maximum: {dict(peak)}")
+    assert set(peak) == set(keys)
+    assert max(peak.values()) <= 2, f"a key ran more than 2 at once: {dict(peak)}"

@@ -10,6 +10,7 @@ short line, so lines from several processes never interleave) and returns the pi
 from __future__ import annotations
 
 import os
+import time
 
 import anyio
 from pydantic import BaseModel
@@ -40,5 +41,18 @@ async def drain(ctx: RunContext, job: DrainJob) -> list[int]:
     ]
 
 
+async def _hold(job: DrainJob, key: str) -> None:
+    # Wall-clock marks, comparable across processes on one machine.
+    await anyio.to_thread.run_sync(append_line, job.side_effects, f"enter {key} {time.time()!r}")
+    await anyio.sleep(job.work)
+    await anyio.to_thread.run_sync(append_line, job.side_effects, f"exit {key} {time.time()!r}")
+
+
+@workflow(id="keyed_drain", concurrency_limit=2)
+async def keyed_drain(ctx: RunContext, job: DrainJob) -> None:
+    """Holds its concurrency key for ``work`` seconds, marking when it entered and left."""
+    await ctx.step("hold", _hold, job, ctx.concurrency_key)
+
+
 if __name__ == "__main__":
-    main([drain])
+    main([drain, keyed_drain])
