@@ -124,6 +124,7 @@ _INSERT_ERROR = attempt_errors.insert()
 _INSERT_RUN = runs.insert()
 _INSERT_WAITPOINT = waitpoints.insert()
 _RUN_BY_ID = sa.select(runs).where(runs.c.id == sa.bindparam("_id"))
+_RUNS_BY_IDS = sa.select(runs).where(runs.c.id.in_(sa.bindparam("_ids", expanding=True)))
 _peers = runs.alias("peers")
 # Runs whose concurrency key is already at its limit are left out here, so that a busy key
 # never fills the candidate list and blocks other keys; admission.py settles the rest.
@@ -140,7 +141,15 @@ _EFFECTIVE_PRIORITY = runs.c.priority + (
     sa.bindparam("_now", type_=sa.Float) - runs.c.available_at
 ) / sa.bindparam("_aging", type_=sa.Float)
 _CLAIM_SELECT = (
-    sa.select(runs)
+    # Only what admission needs: the full rows are read for the admitted runs alone.
+    sa.select(
+        runs.c.id,
+        runs.c.queue,
+        runs.c.concurrency_key,
+        runs.c.concurrency_limit,
+        runs.c.started_at,
+        runs.c.cancel_requested,
+    )
     .where(
         runs.c.status.in_([s.value for s in CLAIMABLE]),
         runs.c.available_at <= sa.bindparam("_now"),
@@ -322,13 +331,15 @@ class Store:
                 queues=queues or {},
                 worker_free=worker_free or {},
             )
-            if rows:
-                ids = [r["id"] for r in rows]
-                conn.execute(
-                    _CLAIM_UPDATE,
-                    {"_ids": ids, "_owner": worker_id, "_lease": now + lease, "_now": now},
-                )
-            return rows
+            if not rows:
+                return []
+            ids = [r["id"] for r in rows]
+            full = [r._mapping for r in conn.execute(_RUNS_BY_IDS, {"_ids": ids})]
+            conn.execute(
+                _CLAIM_UPDATE,
+                {"_ids": ids, "_owner": worker_id, "_lease": now + lease, "_now": now},
+            )
+            return full
 
         return await self.db.write(job)
 
