@@ -36,6 +36,10 @@ if TYPE_CHECKING:
         WaitTimeoutError,
         WorkflowNotFoundError,
     )
+    from .flow import (
+        Queue,
+        RateLimit,
+    )
     from .models import (
         ApprovalDecision,
         AttemptError,
@@ -49,6 +53,11 @@ if TYPE_CHECKING:
     )
     from .retry import (
         RetryPolicy,
+    )
+    from .schedules import (
+        Schedule,
+        ScheduleError,
+        ScheduleNotFoundError,
     )
     from .status import (
         RunStatus,
@@ -76,8 +85,13 @@ _EXPORTS = {
     "NonRetryableError": "errors",
     "NotFoundError": "errors",
     "PayloadValidationError": "errors",
+    "Queue": "flow",
+    "RateLimit": "flow",
     "ReceivedEvent": "models",
     "RetryPolicy": "retry",
+    "Schedule": "schedules",
+    "ScheduleError": "schedules",
+    "ScheduleNotFoundError": "schedules",
     "Run": "models",
     "RunContext": "context",
     "RunFailedError": "errors",
@@ -111,6 +125,8 @@ __all__ = [
     "NonRetryableError",
     "NotFoundError",
     "PayloadValidationError",
+    "Queue",
+    "RateLimit",
     "ReceivedEvent",
     "RetryPolicy",
     "Run",
@@ -120,6 +136,9 @@ __all__ = [
     "RunLogger",
     "RunNotFoundError",
     "RunStatus",
+    "Schedule",
+    "ScheduleError",
+    "ScheduleNotFoundError",
     "StepFailedError",
     "StepRecord",
     "StorageUnavailableError",

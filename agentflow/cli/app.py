@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from . import approvals, db, events, runs, serve, trigger
+from . import approvals, db, events, runs, schedules, serve, trigger
 
 __all__ = ["app", "run"]
 
@@ -50,6 +50,7 @@ app.command("approve", rich_help_panel="Runs")(approvals.approve)
 app.command("reject", rich_help_panel="Runs")(approvals.reject)
 app.add_typer(runs.app, rich_help_panel="Runs")
 app.add_typer(events.app, rich_help_panel="Runs")
+app.add_typer(schedules.app, rich_help_panel="Runs")
 app.add_typer(db.app, rich_help_panel="Database")
 
 
