@@ -199,14 +199,15 @@ class Engine:
         metadata: dict[str, Any] | None = None,
         concurrency_key: str | None = None,
         ttl: float | timedelta | None = None,
+        queue: str | None = None,
     ) -> RunHandle[O]:
         """Start a run. The payload is validated first; an invalid one creates no run.
 
         With ``idempotency_key``, a second trigger of the same workflow with the same key
         (within ``idempotency_ttl``, 24 h by default) returns the first run and starts nothing.
         The scope of a key is the workflow: the same key on two workflows names two runs.
-        ``concurrency_key``, ``priority`` and ``ttl`` override the workflow's defaults; a run
-        still queued ``ttl`` after it was triggered ends ``expired``.
+        ``queue``, ``concurrency_key``, ``priority`` and ``ttl`` override the workflow's
+        defaults; a run still queued ``ttl`` after it was triggered ends ``expired``.
 
         Raises:
             WorkflowNotFoundError: unknown workflow id.
@@ -234,7 +235,7 @@ class Engine:
             tags=list(tags),
             metadata=metadata or {},
             priority=wf.priority if priority is None else priority,
-            queue=wf.queue,
+            queue=queue or wf.queue,
             idempotency_key=idempotency_key,
             idempotency_ttl=key_ttl,
             concurrency_key=concurrency_key or wf.concurrency_key,

@@ -318,7 +318,11 @@ async def test_cancel_many_replay_and_fork(cli: CLI, engine: Engine) -> None:
     ids = [await trigger(engine, "greet", {"name": n}) for n in ("ann", "bob")]
     refused = await cli("runs", "cancel-many", APP, code=2)
     assert "--yes" in refused.stderr
-    done = (await cli("runs", "cancel-many", APP, "--workflow", "greet", "--json")).json()
+    later = ("--since", "2999-01-01T00:00:00")
+    none = (await cli("runs", "cancel-many", APP, "--workflow", "greet", *later, "--json")).json()
+    assert none["cancelled"] == []
+    since = ("--since", "2000-01-01T00:00:00+00:00", "--until", "2999-01-01T00:00:00")
+    done = (await cli("runs", "cancel-many", APP, "--workflow", "greet", *since, "--json")).json()
     assert sorted(done["cancelled"]) == sorted(ids)
     replayed = (await cli("runs", "replay", APP, ids[0], "--json")).json()
     assert (replayed["payload"]["name"], replayed["metadata"]["replay_of"]) == ("ann", ids[0])

@@ -80,7 +80,7 @@ async def test_per_key_concurrency_is_never_exceeded_by_competing_workers(
     assert set(gauge.peak) == set(keys)
 
 
-@workflow(id="queued_work", queue="narrow")
+@workflow(id="queued_work")  # joins the "narrow" queue per trigger
 async def queued_work(ctx: RunContext, payload: dict[str, str]) -> None:
     await ctx.step("hold", gauge.hold, "narrow")
 
@@ -97,7 +97,7 @@ async def test_queue_limits_hold_across_workers(
     engines = [make_engine([queued_work], queues=[queue]) for _ in range(engines_count)]
     async with workers(engines, concurrency=10):
         for _ in range(40):
-            await engines[0].trigger(queued_work, {})
+            await engines[0].trigger(queued_work, {}, queue="narrow")
 
         async def all_done() -> bool:
             return gauge.done == 40

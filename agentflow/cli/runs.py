@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -127,6 +128,20 @@ StatusOpt = Annotated[
     typer.Option("--status", "-s", help="Only runs with this status (repeatable)."),
 ]
 TagOpt = Annotated[str | None, typer.Option("--tag", "-t", help="Only runs with this tag.")]
+SinceOpt = Annotated[
+    datetime | None,
+    typer.Option(
+        "--since", help="Only runs created at or after this time (ISO 8601, UTC if bare)."
+    ),
+]
+UntilOpt = Annotated[
+    datetime | None,
+    typer.Option("--until", help="Only runs created before this time (ISO 8601, UTC if bare)."),
+]
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return None if value is None or value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _say(message: str) -> None:
@@ -141,15 +156,26 @@ def cancel_many(
     workflow: WorkflowOpt = None,
     status: StatusOpt = None,
     tag: TagOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
     yes: Annotated[bool, typer.Option("--yes", help="Cancel every run, with no filter.")] = False,
     json_output: JsonOpt = False,
 ) -> None:
     """Cancel every unfinished run matching the filters (and their child runs)."""
-    if workflow is None and not status and tag is None and not yes:
-        raise typer.BadParameter("give --workflow, --status or --tag, or --yes to cancel all")
+    filtered = workflow or status or tag or since or until
+    if not filtered and not yes:
+        raise typer.BadParameter(
+            "give --workflow, --status, --tag, --since or --until, or --yes to cancel all"
+        )
 
     async def body(engine: Engine) -> list[str]:
-        return await engine.cancel_many(workflow=workflow, status=status or None, tag=tag)
+        return await engine.cancel_many(
+            workflow=workflow,
+            status=status or None,
+            tag=tag,
+            created_after=_utc(since),
+            created_before=_utc(until),
+        )
 
     ids = with_engine(app_, body, json_output=json_output)
     from .output import print_json
@@ -182,6 +208,8 @@ def replay_many(
     workflow: WorkflowOpt = None,
     status: StatusOpt = None,
     tag: TagOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many.")] = 100,
     json_output: JsonOpt = False,
 ) -> None:
@@ -189,7 +217,12 @@ def replay_many(
 
     async def body(engine: Engine) -> list[str]:
         handles = await engine.replay_many(
-            workflow=workflow, status=status or None, tag=tag, limit=limit
+            workflow=workflow,
+            status=status or None,
+            tag=tag,
+            created_after=_utc(since),
+            created_before=_utc(until),
+            limit=limit,
         )
         return [h.id for h in handles]
 
