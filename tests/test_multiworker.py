@@ -168,8 +168,13 @@ async def test_killing_one_worker_during_drain_loses_no_run(
     async with worker_pool(database_url, tmp_path, WORKERS, *options) as workers:
 
         async def busy_worker() -> WorkerProcess | None:
+            # One that has done some work and holds runs right now (when runs arrive slower
+            # than they drain, a worker can be momentarily idle: killing it then tests nothing).
             done = Counter(int(pid) for _, _, pid in await effect_lines(effects))
-            return next((w for w in workers if done[w.pid] >= 25), None)
+            for w in workers:
+                if done[w.pid] >= 25 and len(await runs_held_by(engine, w.worker_id)) >= 2:
+                    return w
+            return None
 
         ids: list[str] = []
         async with anyio.create_task_group() as tg:
