@@ -1254,7 +1254,14 @@ def _finish(
 
 
 def _wake(conn: Connection, run_id: str, batch: int | None, now: float) -> bool:
-    """Re-queue a waiting run whose wait is satisfied (a whole batch, for batch waits)."""
+    """Re-queue a waiting run whose wait is satisfied (a whole batch, for batch waits).
+
+    The run's row is locked first, even when it is still running: a run suspending at the
+    same moment then either sees this resolution, or is already ``waiting`` and re-queued
+    here. Without the lock, a resolution committed just after the suspending transaction
+    read the waits would find the run ``running``, change nothing, and be lost.
+    """
+    conn.execute(sa.select(runs.c.id).where(runs.c.id == run_id).with_for_update()).all()
     if batch is not None:
         pending = conn.execute(
             sa.select(sa.func.count())
