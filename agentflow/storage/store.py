@@ -125,6 +125,10 @@ _INSERT_RUN = runs.insert()
 _INSERT_WAITPOINT = waitpoints.insert()
 _RUN_BY_ID = sa.select(runs).where(runs.c.id == sa.bindparam("_id"))
 _RUNS_BY_IDS = sa.select(runs).where(runs.c.id.in_(sa.bindparam("_ids", expanding=True)))
+_RUN_BY_KEY = sa.select(runs).where(
+    runs.c.workflow_id == sa.bindparam("_workflow"),
+    runs.c.idempotency_key == sa.bindparam("_key"),
+)
 _peers = runs.alias("peers")
 # Runs whose concurrency key is already at its limit are left out here, so that a busy key
 # never fills the candidate list and blocks other keys; admission.py settles the rest.
@@ -1099,12 +1103,8 @@ def _write_side_rows(
 
 def _create_run(conn: Connection, spec: NewRun, now: float) -> tuple[Mapping[Any, Any], bool]:
     if spec.idempotency_key is not None:
-        existing = conn.execute(
-            sa.select(runs).where(
-                runs.c.workflow_id == spec.workflow_id,
-                runs.c.idempotency_key == spec.idempotency_key,
-            )
-        ).first()
+        by_key = {"_workflow": spec.workflow_id, "_key": spec.idempotency_key}
+        existing = conn.execute(_RUN_BY_KEY, by_key).first()
         if existing is not None:
             expires = existing.idempotency_expires_at
             if expires is None or expires > now:
@@ -1154,10 +1154,7 @@ def _create_run(conn: Connection, spec: NewRun, now: float) -> tuple[Mapping[Any
         except sa.exc.IntegrityError:
             # Another transaction created the run with this key first: that run is the answer.
             winner = conn.execute(
-                sa.select(runs).where(
-                    runs.c.workflow_id == spec.workflow_id,
-                    runs.c.idempotency_key == spec.idempotency_key,
-                )
+                _RUN_BY_KEY, {"_workflow": spec.workflow_id, "_key": spec.idempotency_key}
             ).first()
             if winner is None:
                 raise
