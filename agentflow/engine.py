@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import anyio
 
 from ._completions import Completions
+from ._cursor import decode_cursor, encode_cursor
 from ._serde import dumps, restore
 from .errors import (
     NotFoundError,
@@ -27,6 +28,7 @@ from .models import (
     EventRecord,
     LogEntry,
     Run,
+    RunPage,
     StepRecord,
     WaitpointRecord,
 )
@@ -280,6 +282,37 @@ class Engine:
             created_before=None if created_before is None else created_before.timestamp(),
         )
         return [Run.from_row(r) for r in rows]
+
+    async def page_runs(
+        self,
+        *,
+        workflow: str | None = None,
+        status: RunStatus | str | Sequence[RunStatus | str] | None = None,
+        tag: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> RunPage:
+        """Runs newest first, one page at a time, stable while new runs are added.
+
+        Raises:
+            InvalidCursorError: ``cursor`` is not the ``next_cursor`` of an earlier page.
+        """
+        await self.start()
+        filters = _filter(workflow, status, tag, None, None)
+        rows = await self._store.list_runs(
+            workflow_id=filters.workflow_id,
+            status=filters.status,
+            tag=filters.tag,
+            limit=limit + 1,
+            before_key=None if cursor is None else decode_cursor(cursor),
+        )
+        page = rows[:limit]
+        more = len(rows) > limit
+        last = page[-1] if page else None
+        return RunPage(
+            items=[Run.from_row(r) for r in page],
+            next_cursor=encode_cursor(last["created_at"], last["id"]) if more and last else None,
+        )
 
     async def get_steps(self, run_id: str) -> list[StepRecord]:
         await self.start()

@@ -9,6 +9,7 @@ __all__ = [
     "ApprovalError",
     "ChildRunError",
     "ConflictError",
+    "InvalidCursorError",
     "NonDeterminismError",
     "NonRetryableError",
     "NotFoundError",
@@ -173,3 +174,12 @@ class StorageUnavailableError(AgentflowError):
     def __init__(self, url: str, reason: BaseException) -> None:
         super().__init__(f"cannot connect to the database {url}: {reason}")
         self.url = url
+
+
+class InvalidCursorError(AgentflowError):
+    """A page cursor that was not returned by a previous page."""
+
+    code = "invalid_cursor"
+
+    def __init__(self) -> None:
+        super().__init__("invalid cursor: pass the next_cursor of a previous page")

@@ -19,6 +19,7 @@ __all__ = [
     "LogEntry",
     "ReceivedEvent",
     "Run",
+    "RunPage",
     "StepRecord",
     "WaitpointRecord",
 ]
@@ -90,6 +91,13 @@ class Run(_Record):
     @property
     def is_finished(self) -> bool:
         return self.status.is_terminal
+
+
+class RunPage(_Record):
+    """One page of runs, newest first; pass ``next_cursor`` to get the next page."""
+
+    items: list[Run]
+    next_cursor: str | None
 
 
 class StepRecord(_Record):

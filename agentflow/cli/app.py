@@ -45,6 +45,7 @@ def _root(
 
 app.command("dev", rich_help_panel="Processes")(serve.dev)
 app.command("worker", rich_help_panel="Processes")(serve.worker)
+app.command("serve", rich_help_panel="Processes")(serve.serve)
 app.command("trigger", rich_help_panel="Runs")(trigger.trigger)
 app.command("approve", rich_help_panel="Runs")(approvals.approve)
 app.command("reject", rich_help_panel="Runs")(approvals.reject)

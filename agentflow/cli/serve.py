@@ -1,4 +1,5 @@
-"""``agentflow worker`` and ``agentflow dev``: long-running processes with graceful shutdown.
+"""``agentflow worker``, ``agentflow dev`` and ``agentflow serve``: long-running processes with
+graceful shutdown.
 
 The first SIGTERM or SIGINT (Ctrl-C) stops claiming runs and lets the running ones finish
 (up to ``--shutdown-grace`` seconds); what is still running then is handed back to the queue
@@ -9,6 +10,7 @@ by other workers when their lease expires).
 from __future__ import annotations
 
 import signal
+import socket
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
     from agentflow.engine import Engine
     from agentflow.worker import Worker
 
-__all__ = ["dev", "worker"]
+__all__ = ["dev", "serve", "worker"]
 
 # A service runs next to the worker until the process shuts down: it calls
 # ``task_status.started()`` once it is ready and returns (or is cancelled) at shutdown.
@@ -41,6 +43,13 @@ GraceOpt = Annotated[
         help="On SIGTERM/Ctrl-C, let running runs finish this long before handing them back.",
     ),
 ]
+HostOpt = Annotated[
+    str,
+    typer.Option(
+        "--host", help="Interface to listen on; loopback only until the API has authentication."
+    ),
+]
+PortOpt = Annotated[int, typer.Option("--port", min=0, max=65535, help="HTTP API port.")]
 LogLevelOpt = Annotated[
     str, typer.Option("--log-level", help="Logging level (debug, info, warning, error).")
 ]
@@ -89,17 +98,60 @@ def dev(
     app: AppArg,
     concurrency: ConcurrencyOpt = 10,
     shutdown_grace: GraceOpt = 5.0,
+    port: PortOpt = 8000,
+    no_api: Annotated[bool, typer.Option("--no-api", help="Do not serve the HTTP API.")] = False,
     log_level: LogLevelOpt = "info",
 ) -> None:
-    """Develop locally: worker and scheduler in one process, on the embedded SQLite database.
+    """Develop locally: worker, scheduler and HTTP API (on 127.0.0.1) in one process.
 
     Shows runs as they change status. Stop with Ctrl-C.
     """
     options = {"concurrency": concurrency, "shutdown_grace": shutdown_grace}
-    _serve(app, options, log_level=log_level, mode="dev")
+    api = None if no_api else ("127.0.0.1", port)
+    _serve(app, options, log_level=log_level, mode="dev", api=api)
 
 
-def _serve(app: str, options: dict[str, Any], *, log_level: str, mode: str) -> None:
+def serve(
+    app: AppArg,
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8000,
+    log_level: LogLevelOpt = "info",
+) -> None:
+    """Serve APP's HTTP API (JSON under /api/v1, /openapi.json) until SIGTERM/Ctrl-C.
+
+    Runs no worker: start `agentflow worker APP` next to it to execute the runs.
+    """
+    from .loader import load_engine
+
+    async def main() -> None:
+        import anyio
+
+        _require_loopback(host)
+        _configure_logging(log_level)
+        engine = load_engine(app)
+        await check_database(engine.database_url)
+        sock = _bind(host, port)
+        async with engine, anyio.create_task_group() as tg:
+            await tg.start(_api_service(engine, sock, log_level))
+            _say(f"agentflow API ready at {_url(sock)}/api/v1 (OpenAPI: {_url(sock)}/openapi.json)")
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    _say(f"{signal.Signals(signum).name}: shutting down")
+                    break
+            tg.cancel_scope.cancel()
+        _say("stopped")
+
+    run_async(main)
+
+
+def _serve(
+    app: str,
+    options: dict[str, Any],
+    *,
+    log_level: str,
+    mode: str,
+    api: tuple[str, int] | None = None,
+) -> None:
     from .loader import load_engine
 
     async def main() -> bool:
@@ -109,10 +161,17 @@ def _serve(app: str, options: dict[str, Any], *, log_level: str, mode: str) -> N
         async with engine:
             w = engine.worker(**options)
             services: list[Service] = []
+            api_url = None
             if mode == "dev":
                 services.append(_activity_feed(engine))
-                # The HTTP API server (a later issue) joins here as one more service.
-            return await _run_until_signalled(engine, w, services, app=app, mode=mode)
+                if api is not None:
+                    sock = _bind_for_dev(*api)
+                    if sock is not None:
+                        services.append(_api_service(engine, sock, log_level))
+                        api_url = _url(sock)
+            return await _run_until_signalled(
+                engine, w, services, app=app, mode=mode, api_url=api_url
+            )
 
     forced = run_async(main)
     if forced:
@@ -137,7 +196,13 @@ def _configure_logging(level: str) -> None:
 
 
 async def _run_until_signalled(
-    engine: Engine, w: Worker, services: list[Service], *, app: str, mode: str
+    engine: Engine,
+    w: Worker,
+    services: list[Service],
+    *,
+    app: str,
+    mode: str,
+    api_url: str | None = None,
 ) -> bool:
     """Run the worker and ``services`` until a signal; True if shutdown had to be forced."""
     import anyio
@@ -173,7 +238,7 @@ async def _run_until_signalled(
                 await worker_group.start(w.run)
                 for service in services:
                     await services_group.start(service)
-                _announce(engine, w, app=app, mode=mode)
+                _announce(engine, w, app=app, mode=mode, api_url=api_url)
             # The worker has stopped: its runs finished or were handed back to the queue.
             services_group.cancel_scope.cancel()
         outer.cancel_scope.cancel()
@@ -190,7 +255,9 @@ def _say(message: str, *, style: str = "bold") -> None:
     err_console().print(message, style=style, markup=False, highlight=False, soft_wrap=True)
 
 
-def _announce(engine: Engine, w: Worker, *, app: str, mode: str) -> None:
+def _announce(
+    engine: Engine, w: Worker, *, app: str, mode: str, api_url: str | None = None
+) -> None:
     from rich.markup import escape
 
     from .output import display_url, err_console
@@ -202,6 +269,10 @@ def _announce(engine: Engine, w: Worker, *, app: str, mode: str) -> None:
         f"  database:  {escape(display_url(engine.database_url))}",
         f"  workflows: {escape(names)}",
     ]
+    if api_url is not None:
+        lines.append(
+            f"  http api:  {escape(api_url)}/api/v1  (OpenAPI: {escape(api_url)}/openapi.json)"
+        )
     if mode == "dev":
         example = sorted(engine.workflows)[0] if engine.workflows else "WORKFLOW"
         lines.append(
@@ -239,3 +310,120 @@ def _activity_feed(engine: Engine, interval: float = 0.5) -> Service:
                 out.print(line, highlight=False)
 
     return feed
+
+
+# -- the HTTP API as a service ----------------------------------------------------------------
+
+
+def _require_loopback(host: str) -> None:
+    import ipaddress
+
+    from .errors import UsageError
+
+    if host == "localhost":
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise UsageError(
+            f"refusing to serve the API on {host!r}: it has no authentication yet, so it only "
+            "listens on a loopback address (127.0.0.1, ::1, localhost); put a proxy that "
+            "authenticates in front of it to expose it"
+        )
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port (port 0 picks a free one), or a clear CLI error."""
+    from .errors import CLIError
+
+    _require_loopback(host)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise CLIError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port"
+        ) from None
+    sock.setblocking(False)
+    return sock
+
+
+def _bind_for_dev(host: str, port: int) -> socket.socket | None:
+    """Like ``_bind``, but a busy port only costs the API, not the whole dev session."""
+    from .errors import CLIError
+
+    try:
+        return _bind(host, port)
+    except CLIError as exc:
+        _say(f"HTTP API not started: {exc}; or pass --no-api", style="bold yellow")
+        return None
+
+
+def _url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _api_service(engine: Engine, sock: socket.socket, log_level: str) -> Service:
+    """A service running uvicorn with the API on ``sock``; it stops gracefully when cancelled."""
+
+    async def api(*, task_status: TaskStatus[None]) -> None:
+        import anyio
+
+        from .errors import CLIError
+
+        server, ready = _uvicorn_server(engine, log_level)
+        async with anyio.create_task_group() as tg:
+
+            async def run_server() -> None:
+                try:
+                    with anyio.CancelScope(shield=True):  # finish requests, do not cut them
+                        await server.serve(sockets=[sock])
+                finally:
+                    ready.set()
+
+            tg.start_soon(run_server)
+            try:
+                await ready.wait()
+                if not server.started:
+                    raise CLIError("the HTTP API server failed to start (see the log above)")
+                task_status.started()
+                await anyio.sleep_forever()
+            finally:
+                server.should_exit = True
+
+    return api
+
+
+def _uvicorn_server(engine: Engine, log_level: str) -> tuple[Any, Any]:
+    """A uvicorn server for the API that leaves signals to us, and an event set once it is up."""
+    import contextlib
+    from collections.abc import Iterator
+
+    import anyio
+    import uvicorn
+
+    from agentflow.api import create_app
+
+    ready = anyio.Event()
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # The process's own signal handling stops the server (by cancelling its service).
+            yield
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            ready.set()
+
+    config = uvicorn.Config(
+        create_app(engine), log_level=log_level.lower(), lifespan="off", access_log=False
+    )
+    return Server(config), ready

@@ -235,12 +235,22 @@ class Store:
         parent_id: str | None = None,
         limit: int = 50,
         created_before: float | None = None,
+        before_key: tuple[float, str] | None = None,
     ) -> list[RowMapping]:
+        """Runs newest first; ``before_key`` = (created_at, id) of the last run already seen."""
         query = RunFilter(
             workflow_id=workflow_id, status=status, tag=tag, created_before=created_before
         ).apply(sa.select(runs).order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit))
         if parent_id is not None:
             query = query.where(runs.c.parent_id == parent_id)
+        if before_key is not None:
+            created_at, run_id = before_key
+            query = query.where(
+                sa.or_(
+                    runs.c.created_at < created_at,
+                    sa.and_(runs.c.created_at == created_at, runs.c.id < run_id),
+                )
+            )
         return await self.db.read(lambda conn: [r._mapping for r in conn.execute(query)])
 
     async def finished_among(self, run_ids: Sequence[str]) -> set[str]:
