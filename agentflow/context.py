@@ -738,7 +738,7 @@ class RunContext:
     async def _save_side_rows(self) -> None:
         logs, errors, metadata = self._drain()
         try:
-            await self._store.record_errors(
+            await self._store.save_pending(
                 self.run_id, self._worker_id, errors, logs=logs, metadata=metadata
             )
         except LeaseLost:

@@ -266,21 +266,11 @@ class Engine:
         limit: int = 50,
         created_before: datetime | None = None,
     ) -> list[Run]:
-        """Runs, newest first. Page with ``created_before`` = the last run's ``created_at``."""
+        """Runs, newest first. Page with ``created_before`` = the last run's ``created_at``
+        (or use :meth:`page_runs`)."""
         await self.start()
-        statuses: list[str] = []
-        if isinstance(status, str):
-            statuses = [RunStatus(status).value]
-        elif status is not None:
-            statuses = [RunStatus(s).value for s in status]
-        rows = await self._store.list_runs(
-            workflow_id=workflow,
-            status=statuses,
-            tag=tag,
-            parent_id=parent_id,
-            limit=limit,
-            created_before=None if created_before is None else created_before.timestamp(),
-        )
+        filters = _filter(workflow, status, tag, None, created_before)
+        rows = await self._store.list_runs(filters, parent_id=parent_id, limit=limit)
         return [Run.from_row(r) for r in rows]
 
     async def page_runs(
@@ -299,13 +289,8 @@ class Engine:
         """
         await self.start()
         filters = _filter(workflow, status, tag, None, None)
-        rows = await self._store.list_runs(
-            workflow_id=filters.workflow_id,
-            status=filters.status,
-            tag=filters.tag,
-            limit=limit + 1,
-            before_key=None if cursor is None else decode_cursor(cursor),
-        )
+        before = None if cursor is None else decode_cursor(cursor)
+        rows = await self._store.list_runs(filters, limit=limit + 1, before_key=before)
         page = rows[:limit]
         more = len(rows) > limit
         last = page[-1] if page else None
@@ -369,9 +354,7 @@ class Engine:
         """
         await self.start()
         row, executing = await self._store.cancel(run_id)
-        for rid in executing:
-            for worker in list(self._workers):
-                worker.cancel_local(rid)
+        self._stop_locally(executing)
         run = Run.from_row(row)
         if run.status.is_terminal:  # an executing run ends when its worker stops it
             self._notify_done(run_id, row)
@@ -393,9 +376,7 @@ class Engine:
         await self.start()
         filters = _filter(workflow, status, tag, created_after, created_before)
         ids, executing = await self._store.cancel_where(filters)
-        for rid in executing:
-            for worker in list(self._workers):
-                worker.cancel_local(rid)
+        self._stop_locally(executing)
         for rid in set(ids) - set(executing):
             self._notify_done(rid)
         return ids
@@ -428,15 +409,7 @@ class Engine:
         """Replay (as new runs) every run matching the filters, oldest first."""
         await self.start()
         filters = _filter(workflow, status, tag, created_after, created_before)
-        rows = await self._store.list_runs(
-            workflow_id=filters.workflow_id,
-            status=filters.status,
-            tag=filters.tag,
-            created_before=filters.created_before,
-            limit=limit,
-        )
-        if filters.created_after is not None:
-            rows = [r for r in rows if r["created_at"] >= filters.created_after]
+        rows = await self._store.list_runs(filters, limit=limit)
         return [await self.replay(r["id"]) for r in reversed(rows)]
 
     async def fork(self, run_id: str, *, from_step: int | str) -> RunHandle[Any]:
@@ -603,6 +576,12 @@ class Engine:
 
     def _detach(self, worker: Worker) -> None:
         self._workers.discard(worker)
+
+    def _stop_locally(self, run_ids: Iterable[str]) -> None:
+        """Cancel at once the runs executing in this process (others stop at a heartbeat)."""
+        for run_id in run_ids:
+            for worker in list(self._workers):
+                worker.cancel_local(run_id)
 
     def _notify_work(self) -> None:
         for worker in list(self._workers):

@@ -212,7 +212,7 @@ class Worker:
                 continue
             logs, errors, metadata = ctx._drain()
             try:
-                await self.engine._store.record_errors(
+                await self.engine._store.save_pending(
                     run_id, active.owner, errors, logs=logs, metadata=metadata
                 )
             except LeaseLost:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
@@ -24,7 +25,7 @@ WORK_CHANNEL = "agentflow_work"
 _MIGRATION_LOCK_KEY = 0x6167656E74666C6F
 
 
-class Dialect:
+class Dialect(ABC):
     name: str
     single_writer: bool = False
 
@@ -34,9 +35,11 @@ class Dialect:
 
     def prepare(self) -> None:
         """Create what the database needs before the first connection (e.g. a directory)."""
+        return None  # nothing to do by default
 
+    @abstractmethod
     def engine(self, *, write: bool) -> sa.Engine:
-        raise NotImplementedError
+        """A SQLAlchemy engine for one database thread's connection."""
 
     def for_update(self, select: sa.Select[Any], *, skip_locked: bool = True) -> sa.Select[Any]:
         """Lock the selected rows (skipping rows other transactions hold, for claims)."""
@@ -47,9 +50,11 @@ class Dialect:
 
     def lock_names(self, conn: Connection, names: list[str]) -> None:
         """Take transaction-scoped locks on these names (SQLite serialises writers anyway)."""
+        return None  # nothing to do by default
 
     def notify_work(self, conn: Connection) -> None:
         """Tell listening workers in other processes that runs became claimable."""
+        return None  # nothing to do by default
 
     def listen(self, on_work: Callable[[], None]) -> Listener | None:
         """Call ``on_work`` whenever another process signals claimable runs (if supported)."""

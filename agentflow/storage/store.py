@@ -228,19 +228,15 @@ class Store:
 
     async def list_runs(
         self,
+        filters: RunFilter,
         *,
-        workflow_id: str | None = None,
-        status: Sequence[str] = (),
-        tag: str | None = None,
         parent_id: str | None = None,
         limit: int = 50,
-        created_before: float | None = None,
         before_key: tuple[float, str] | None = None,
     ) -> list[RowMapping]:
         """Runs newest first; ``before_key`` = (created_at, id) of the last run already seen."""
-        query = RunFilter(
-            workflow_id=workflow_id, status=status, tag=tag, created_before=created_before
-        ).apply(sa.select(runs).order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit))
+        newest_first = sa.select(runs).order_by(runs.c.created_at.desc(), runs.c.id.desc())
+        query = filters.apply(newest_first.limit(limit))
         if parent_id is not None:
             query = query.where(runs.c.parent_id == parent_id)
         if before_key is not None:
@@ -403,7 +399,7 @@ class Store:
 
         await self.db.write(job)
 
-    async def record_errors(
+    async def save_pending(
         self,
         run_id: str,
         worker_id: str,
