@@ -19,16 +19,26 @@ pytestmark = pytest.mark.anyio
 
 
 class Gauge:
-    """Counts runs inside a section per key and remembers the highest count seen."""
+    """Counts runs inside a section per key and remembers the highest count seen.
 
-    def __init__(self) -> None:
+    With `fill`, runs wait inside (up to a timeout) until that many are in at once, so a test
+    can tell "the limit was used" from "the runs happened not to overlap".
+    """
+
+    def __init__(self, fill: int = 0) -> None:
         self.now: Counter[str] = Counter()
         self.peak: Counter[str] = Counter()
         self.done = 0
+        self.fill = fill
+        self.filled = anyio.Event()
 
     async def hold(self, key: str) -> None:
         self.now[key] += 1
         self.peak[key] = max(self.peak[key], self.now[key])
+        if self.now[key] >= self.fill:
+            self.filled.set()
+        with anyio.move_on_after(10):
+            await self.filled.wait()
         await anyio.sleep(0.002)  # stay inside long enough for overlaps to show
         self.now[key] -= 1
         self.done += 1
@@ -93,7 +103,7 @@ async def test_queue_limits_hold_across_workers(
     make_engine: Callable[..., Engine], queue: Queue, engines_count: int, limit: int
 ) -> None:
     global gauge
-    gauge = Gauge()
+    gauge = Gauge(fill=limit)
     engines = [make_engine([queued_work], queues=[queue]) for _ in range(engines_count)]
     async with workers(engines, concurrency=10):
         for _ in range(40):
