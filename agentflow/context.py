@@ -11,7 +11,8 @@ from __future__ import annotations
 import inspect
 import time
 import typing
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,16 +30,18 @@ from .models import ApprovalDecision, ChildResult, ReceivedEvent
 from .retry import RetryPolicy
 from .status import RunStatus
 from .storage import LeaseLost, NewRun, NewWaitpoint
-from .storage.store import CancelRequested, Journal
+from .storage.records import CancelRequested, Journal
 
 if TYPE_CHECKING:
     from .engine import Engine
     from .workflows import Workflow
 
-__all__ = ["RunContext", "RunLogger", "RunMetadata"]
+__all__ = ["RunContext", "RunLogger", "RunMetadata", "step_idempotency_key"]
 
 T = TypeVar("T")
 P = ParamSpec("P")
+# Logs, attempt errors and a metadata update waiting to be saved with a run's next write.
+PendingRows = tuple[list[dict[str, Any]], list[dict[str, Any]], str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,14 @@ class _StepScope:
 
 
 _current_step: ContextVar[_StepScope | None] = ContextVar("agentflow_step", default=None)
+
+
+def step_idempotency_key() -> str | None:
+    """The idempotency key of the step whose function is running in this task (see
+    ``RunContext.idempotency_key``), or None outside a step: for code that runs inside a
+    step without holding the ``RunContext``, such as an agent's tools."""
+    scope = _current_step.get()
+    return None if scope is None else scope.idempotency_key
 
 
 @lru_cache(maxsize=4096)
@@ -184,6 +195,11 @@ class RunContext:
         self._inflight = 0
         self._idle: anyio.Event | None = None
         self._closed = False
+        # Writes carrying this run's logs (or stream chunks) go one at a time, so that their
+        # ids, drawn from a shared sequence, become visible in order: live views follow a
+        # run's logs and chunks by id and must never see a later id before an earlier one.
+        self._side_lock = anyio.Lock()
+        self._stream_lock = anyio.Lock()
         # Positions below the journal's last one were already executed, so logs written
         # there were saved by an earlier execution and must not be written twice.
         self._replay_until = max([*journal.steps, *journal.waitpoints], default=0)
@@ -212,6 +228,7 @@ class RunContext:
         *args: Any,
         retry: RetryPolicy | None = None,
         kind: str = "step",
+        info: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> T: ...
 
@@ -223,6 +240,7 @@ class RunContext:
         *args: Any,
         retry: RetryPolicy | None = None,
         kind: str = "step",
+        info: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> T: ...
 
@@ -233,6 +251,7 @@ class RunContext:
         *args: Any,
         retry: RetryPolicy | None = None,
         kind: str = "step",
+        info: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> T:
         """Run ``fn(*args, **kwargs)`` once and journal its JSON result.
@@ -240,6 +259,8 @@ class RunContext:
         On replay the journaled result is returned without calling ``fn``; annotate ``fn``'s
         return type to get pydantic models (or other types) back instead of plain JSON.
         Synchronous functions run in a worker thread so they cannot block the event loop.
+        ``kind`` labels the step (``llm`` and ``tool`` for agent calls); ``info`` is JSON kept
+        with it for people and tools reading the run (e.g. the request an LLM call was sent).
 
         Raises:
             StepFailedError: ``fn`` failed on its last allowed attempt (also on replay).
@@ -253,10 +274,30 @@ class RunContext:
         policy = retry or self._step_retry
         self._enter()
         try:
-            result: T = await self._execute_step(seq, name, kind, policy, fn, args, kwargs)
+            result: T = await self._execute_step(
+                seq, name, kind, policy, fn, args, kwargs, None if info is None else dumps(info)
+            )
             return result
         finally:
             self._leave()
+
+    @property
+    def next_step_recorded(self) -> bool:
+        """Whether the next call at this run's next position is already journaled, so it will
+        replay its recorded result instead of running (e.g. to skip preparing its input)."""
+        return (self._seq + 1) in self._journal.steps
+
+    async def publish(self, stream: str, data: str) -> None:
+        """Append ``data`` to the live stream ``stream`` of this run (e.g. model token deltas).
+
+        Readers (the HTTP API's event stream, ``Engine.get_stream``) see it at once, from any
+        process. Streams are not journaled: a replay does not publish again, so keep the final
+        value in a step's result.
+        """
+        self._check_open()
+        if not self._replaying:
+            async with self._stream_lock:
+                await self._store.append_stream(self.run_id, stream, data)
 
     async def sleep(self, duration: float | timedelta) -> None:
         """Pause durably; the run holds no worker slot while it sleeps."""
@@ -441,6 +482,7 @@ class RunContext:
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
+        info: str | None = None,
     ) -> Any:
         scope = _StepScope(seq, name, f"{self.run_id}:{seq}")
         started = self._clock()
@@ -459,26 +501,26 @@ class RunContext:
             except Exception as exc:
                 self._errors.append(self._error_row(exc, seq, name, attempt))
                 if policy.should_retry(exc, attempt):
-                    await anyio.sleep(policy.delay(attempt))
+                    await anyio.sleep(policy.delay_for(exc, attempt))
                     continue
-                info = error_info(exc)
-                info["retryable"] = policy.is_retryable(exc)
+                err = error_info(exc)
+                err["retryable"] = policy.is_retryable(exc)
                 await self._save_step(
-                    self._step_row(seq, name, kind, started, attempt, error=dumps(info))
+                    self._step_row(seq, name, kind, started, attempt, error=dumps(err), info=info)
                 )
                 raise StepFailedError(
                     run_id=self.run_id,
                     step=name,
                     seq=seq,
-                    error_type=info["type"],
-                    error_message=info["message"],
+                    error_type=err["type"],
+                    error_message=err["message"],
                     attempts=attempt,
-                    retryable=info["retryable"],
+                    retryable=err["retryable"],
                 ) from exc
             finally:
                 _current_step.reset(token)
             await self._save_step(
-                self._step_row(seq, name, kind, started, attempt, output=dumps(result))
+                self._step_row(seq, name, kind, started, attempt, output=dumps(result), info=info)
             )
             return result
 
@@ -492,6 +534,7 @@ class RunContext:
         *,
         output: str | None = None,
         error: str | None = None,
+        info: str | None = None,
     ) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
@@ -504,24 +547,24 @@ class RunContext:
             "attempts": attempts,
             "started_at": started,
             "finished_at": self._clock(),
-            "info": None,
+            "info": info,
         }
 
     async def _save_step(
         self, row: dict[str, Any], children: Sequence[NewRun] = (), single: bool = True
     ) -> None:
-        logs, errors, metadata = self._drain()
         try:
-            await self._store.save_step(
-                self.run_id,
-                self._worker_id,
-                row,
-                logs=logs,
-                errors=errors,
-                metadata=metadata,
-                children=children,
-                single=single,
-            )
+            async with self._pending_rows() as (logs, errors, metadata):
+                await self._store.save_step(
+                    self.run_id,
+                    self._worker_id,
+                    row,
+                    logs=logs,
+                    errors=errors,
+                    metadata=metadata,
+                    children=children,
+                    single=single,
+                )
         except LeaseLost:
             self._closed = True
             raise Abandon(self.run_id) from None
@@ -735,12 +778,30 @@ class RunContext:
         self._logs, self._errors = [], []
         return logs, errors, self.metadata._drain()
 
+    @property
+    def _has_pending(self) -> bool:
+        return bool(self._logs or self._errors or self.metadata._dirty)
+
+    @asynccontextmanager
+    async def _pending_rows(self) -> AsyncIterator[PendingRows]:
+        """What waits to be saved, taken for the write made inside the block.
+
+        Writes that carry something hold the run's side-row lock until they are done, so
+        their rows commit in the order their ids were drawn (see ``_side_lock``); writes
+        that carry nothing do not wait.
+        """
+        if not self._has_pending:
+            yield [], [], None
+            return
+        async with self._side_lock:
+            yield self._drain()
+
     async def _save_side_rows(self) -> None:
-        logs, errors, metadata = self._drain()
         try:
-            await self._store.save_pending(
-                self.run_id, self._worker_id, errors, logs=logs, metadata=metadata
-            )
+            async with self._pending_rows() as (logs, errors, metadata):
+                await self._store.save_pending(
+                    self.run_id, self._worker_id, errors, logs=logs, metadata=metadata
+                )
         except LeaseLost:
             self._closed = True
             raise Abandon(self.run_id) from None

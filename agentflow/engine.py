@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -22,6 +23,7 @@ from .errors import (
     WorkflowNotFoundError,
 )
 from .flow import Queue
+from .limits import MAX_DELAY
 from .models import (
     ApprovalDecision,
     AttemptError,
@@ -30,20 +32,24 @@ from .models import (
     Run,
     RunPage,
     StepRecord,
+    StreamChunk,
     WaitpointRecord,
 )
 from .retry import RetryPolicy
 from .status import RunStatus
 from .storage import Database, NewRun, Store
 from .storage.database import Synchronous
-from .storage.store import FORKED_FROM, RunFilter, new_id
+from .storage.records import FORKED_FROM, RunFilter, new_id
 from .workflows import Workflow, seconds
 
 if TYPE_CHECKING:
+    from .keys import ApiKeys
     from .schedules import Schedules
+    from .webhooks import WebhookSources
     from .worker import Worker
 
 __all__ = ["Engine", "RunHandle"]
+
 
 O = TypeVar("O")
 _UNSET: Any = object()
@@ -132,6 +138,8 @@ class Engine:
         self._workers: weakref.WeakSet[Worker] = weakref.WeakSet()
         self._completions = Completions(self._store.finished_among)
         self._schedules: Schedules | None = None
+        self._api_keys: ApiKeys | None = None
+        self._webhooks: WebhookSources | None = None
 
     # -- setup ---------------------------------------------------------------------------
 
@@ -214,6 +222,7 @@ class Engine:
         Raises:
             WorkflowNotFoundError: unknown workflow id.
             PayloadValidationError: the payload does not match the workflow's model.
+            ValueError: ``delay``/``run_at`` is not finite or more than 100 years ahead.
         """
         wf = self.get_workflow(workflow)
         value = wf.validate_payload(payload)
@@ -226,6 +235,8 @@ class Engine:
             if run_at.tzinfo is None:
                 raise ValueError("run_at needs a timezone-aware datetime")
             available = run_at.timestamp()
+        if not (math.isfinite(available) and available - now <= MAX_DELAY):
+            raise ValueError(f"delay/run_at must be finite and at most {MAX_DELAY:.0f}s ahead")
         key_ttl = seconds(idempotency_ttl) if idempotency_ttl is not None else self.idempotency_ttl
         time_to_live = seconds(ttl) if ttl is not None else wf.ttl
         spec = NewRun(
@@ -299,13 +310,57 @@ class Engine:
             next_cursor=encode_cursor(last["created_at"], last["id"]) if more and last else None,
         )
 
-    async def get_steps(self, run_id: str) -> list[StepRecord]:
-        await self.start()
-        return [StepRecord.from_row(r) for r in await self._store.get_steps(run_id)]
+    async def changed_runs(
+        self,
+        *,
+        after: str | None = None,
+        since: float | None = None,
+        workflow: str | None = None,
+        status: RunStatus | str | Sequence[RunStatus | str] | None = None,
+        tag: str | None = None,
+        limit: int = 500,
+    ) -> RunPage:
+        """Runs in the order they last changed, oldest change first: what live views poll.
 
-    async def get_logs(self, run_id: str, *, after_id: int = 0) -> list[LogEntry]:
+        Start at ``since`` (Unix seconds) or continue ``after`` the ``next_cursor`` of an
+        earlier page; ``next_cursor`` is always set (the position after the last change
+        returned), so a feed keeps polling with it.
+
+        Raises:
+            InvalidCursorError: ``after`` is not a cursor this method returned.
+        """
         await self.start()
-        return [LogEntry.from_row(r) for r in await self._store.get_logs(run_id, after_id=after_id)]
+        filters = _filter(workflow, status, tag, None, None)
+        key = decode_cursor(after) if after is not None else (since or 0.0, "")
+        rows = await self._store.changed_runs(filters, after=key, limit=limit)
+        if rows:
+            key = (rows[-1]["updated_at"], rows[-1]["id"])
+        return RunPage(items=[Run.from_row(r) for r in rows], next_cursor=encode_cursor(*key))
+
+    async def get_steps(
+        self, run_id: str, *, finished_after: float | None = None
+    ) -> list[StepRecord]:
+        """The run's journal, by position; only steps finished after ``finished_after``
+        (Unix seconds) when given."""
+        await self.start()
+        rows = await self._store.get_steps(run_id, finished_after=finished_after)
+        return [StepRecord.from_row(r) for r in rows]
+
+    async def get_logs(
+        self, run_id: str, *, after_id: int = 0, limit: int | None = None
+    ) -> list[LogEntry]:
+        """The run's log entries after entry ``after_id``, oldest first (at most ``limit``)."""
+        await self.start()
+        rows = await self._store.get_logs(run_id, after_id=after_id, limit=limit)
+        return [LogEntry.from_row(r) for r in rows]
+
+    async def get_stream(
+        self, run_id: str, *, stream: str | None = None, after_id: int = 0, limit: int = 1000
+    ) -> list[StreamChunk]:
+        """Live output the run published (``RunContext.publish``) after chunk ``after_id``."""
+        await self.start()
+        rows = await self._store.get_stream(run_id, stream=stream, after_id=after_id, limit=limit)
+        return [StreamChunk.from_row(r) for r in rows]
 
     async def get_errors(self, run_id: str) -> list[AttemptError]:
         """Every failed attempt of the run and its steps, oldest first, with tracebacks."""
@@ -313,10 +368,18 @@ class Engine:
         return [AttemptError.from_row(r) for r in await self._store.get_attempt_errors(run_id)]
 
     async def list_waitpoints(
-        self, *, run_id: str | None = None, kind: str | None = None, status: str | None = None
+        self,
+        *,
+        run_id: str | None = None,
+        kind: str | None = None,
+        status: str | None = None,
+        token: str | None = None,
     ) -> list[WaitpointRecord]:
+        """Waitpoints, oldest first, filtered by run, kind, status and approval token."""
         await self.start()
-        rows = await self._store.get_waitpoints(run_id=run_id, kind=kind, status=status)
+        rows = await self._store.get_waitpoints(
+            run_id=run_id, kind=kind, status=status, token=token
+        )
         return [WaitpointRecord.from_row(r) for r in rows]
 
     async def pending_approvals(self, run_id: str | None = None) -> list[WaitpointRecord]:
@@ -388,7 +451,9 @@ class Engine:
             RunNotFoundError: no such run.
             PayloadValidationError: the payload no longer fits the workflow's model.
         """
-        run = await self.get_run(run_id)
+        return await self._replay(await self.get_run(run_id))
+
+    async def _replay(self, run: Run) -> RunHandle[Any]:
         return await self.trigger(
             run.workflow_id,
             run.payload,
@@ -410,7 +475,7 @@ class Engine:
         await self.start()
         filters = _filter(workflow, status, tag, created_after, created_before)
         rows = await self._store.list_runs(filters, limit=limit)
-        return [await self.replay(r["id"]) for r in reversed(rows)]
+        return [await self._replay(Run.from_row(r)) for r in reversed(rows)]
 
     async def fork(self, run_id: str, *, from_step: int | str) -> RunHandle[Any]:
         """Resume a run as a new run from a chosen step, keeping the journal before it.
@@ -558,6 +623,26 @@ class Engine:
 
             self._schedules = Schedules(self)
         return self._schedules
+
+    # -- access ----------------------------------------------------------------------------
+
+    @property
+    def api_keys(self) -> ApiKeys:
+        """API keys for the HTTP API: create (shown once), list, revoke, verify."""
+        if self._api_keys is None:
+            from .keys import ApiKeys
+
+            self._api_keys = ApiKeys(self)
+        return self._api_keys
+
+    @property
+    def webhooks(self) -> WebhookSources:
+        """Webhook sources: signed deliveries to ``/api/v1/webhooks/<source>`` become events."""
+        if self._webhooks is None:
+            from .webhooks import WebhookSources
+
+            self._webhooks = WebhookSources(self)
+        return self._webhooks
 
     # -- workers -------------------------------------------------------------------------
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from ._serde import loads
 from .status import RunStatus
+
+if TYPE_CHECKING:
+    from .workflows import Workflow
 
 __all__ = [
     "ApprovalDecision",
@@ -21,7 +24,9 @@ __all__ = [
     "Run",
     "RunPage",
     "StepRecord",
+    "StreamChunk",
     "WaitpointRecord",
+    "WorkflowInfo",
 ]
 
 
@@ -31,6 +36,26 @@ def _ts(value: float | None) -> datetime | None:
 
 class _Record(BaseModel):
     model_config = ConfigDict(frozen=True)
+
+
+# What a registered workflow takes and returns, as the HTTP API and the MCP server list it.
+# (No docstring: it would become the schema's description in both published documents.)
+class WorkflowInfo(_Record):
+    id: str
+    version: str
+    description: str
+    payload_schema: dict[str, Any]
+    output_schema: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, wf: Workflow[Any, Any]) -> WorkflowInfo:
+        return cls(
+            id=wf.id,
+            version=wf.version,
+            description=wf.description,
+            payload_schema=wf.payload_schema(),
+            output_schema=wf.output_schema(),
+        )
 
 
 class Run(_Record):
@@ -186,6 +211,26 @@ class LogEntry(_Record):
             level=row["level"],
             message=row["message"],
             fields=loads(row["fields"]),
+            ts=_ts(row["ts"]),
+        )
+
+
+class StreamChunk(_Record):
+    """A piece of a run's live output (see ``RunContext.publish``)."""
+
+    id: int
+    run_id: str
+    stream: str
+    data: str
+    ts: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> StreamChunk:
+        return cls(
+            id=row["id"],
+            run_id=row["run_id"],
+            stream=row["stream"],
+            data=row["data"],
             ts=_ts(row["ts"]),
         )
 

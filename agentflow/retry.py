@@ -1,4 +1,9 @@
-"""Retry policies for steps and workflows: exponential backoff with jitter and a cap."""
+"""Retry policies for steps and workflows: exponential backoff with jitter and a cap.
+
+An exception may carry a ``retry_after`` attribute (seconds, e.g. from an HTTP 429's
+``Retry-After`` header): the delay before the next attempt is then at least that long, still
+capped at ``max_delay``.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,15 @@ from dataclasses import dataclass, field
 
 from .errors import NonDeterminismError, NonRetryableError, PayloadValidationError
 
-__all__ = ["RetryPolicy"]
+__all__ = ["RetryPolicy", "retry_after"]
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """The delay (seconds) ``exc`` asks for before a retry, from its ``retry_after`` attribute."""
+    value = getattr(exc, "retry_after", None)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        return None
+    return float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +56,17 @@ class RetryPolicy:
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        return self._backoff(attempt, rng)
+
+    def delay_for(
+        self, exc: BaseException, attempt: int, rng: random.Random | None = None
+    ) -> float:
+        """Like :meth:`delay`, but at least ``exc.retry_after`` seconds (up to ``max_delay``)."""
+        base = self._backoff(attempt, rng)
+        wanted = retry_after(exc)
+        return base if wanted is None else max(base, min(wanted, self.max_delay))
+
+    def _backoff(self, attempt: int, rng: random.Random | None) -> float:
         base = min(self.max_delay, self.initial_delay * self.factor ** (attempt - 1))
         if self.jitter:
             base *= 1 - (rng or random).random() * self.jitter

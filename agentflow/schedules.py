@@ -35,8 +35,8 @@ from pydantic import BaseModel, ConfigDict
 from ._serde import loads
 from .errors import AgentflowError, ConflictError, NotFoundError
 from .status import RunStatus
+from .storage.records import NewRun, new_id
 from .storage.schedule_store import DeclaredSchedule, ScheduleStore, TickPlan
-from .storage.store import NewRun, new_id
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import RowMapping

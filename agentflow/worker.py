@@ -30,7 +30,7 @@ from .context import RunContext
 from .errors import PayloadValidationError, StepFailedError
 from .status import RunStatus
 from .storage import LeaseLost
-from .storage.store import FORKED_FROM, Journal
+from .storage.records import FORKED_FROM, Journal
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -208,13 +208,13 @@ class Worker:
             ctx = active.ctx
             if ctx is None or active.stop is not None:
                 continue
-            if not (ctx._logs or ctx._errors or ctx.metadata._dirty):
-                continue
-            logs, errors, metadata = ctx._drain()
+            if not ctx._has_pending or ctx._side_lock.locked():
+                continue  # nothing to show, or a write of the run is saving it right now
             try:
-                await self.engine._store.save_pending(
-                    run_id, active.owner, errors, logs=logs, metadata=metadata
-                )
+                async with ctx._pending_rows() as (logs, errors, metadata):
+                    await self.engine._store.save_pending(
+                        run_id, active.owner, errors, logs=logs, metadata=metadata
+                    )
             except LeaseLost:
                 continue
             except Exception:  # kept for the run's next write; the worker carries on
@@ -346,17 +346,17 @@ class Worker:
 
     async def _suspend(self, ctx: RunContext, executed: float) -> None:
         new, awaited = ctx._suspension()
-        logs, errors, metadata = ctx._drain()
-        status = await self.engine._store.suspend(
-            ctx.run_id,
-            ctx._worker_id,
-            new_waitpoints=new,
-            awaited=awaited,
-            executed_seconds=executed,
-            logs=logs,
-            errors=errors,
-            metadata=metadata,
-        )
+        async with ctx._pending_rows() as (logs, errors, metadata):
+            status = await self.engine._store.suspend(
+                ctx.run_id,
+                ctx._worker_id,
+                new_waitpoints=new,
+                awaited=awaited,
+                executed_seconds=executed,
+                logs=logs,
+                errors=errors,
+                metadata=metadata,
+            )
         if status == "cancel":
             await self._finish(ctx, RunStatus.CANCELLED, executed=executed)
             return
@@ -388,16 +388,16 @@ class Worker:
         if isinstance(exc, StepFailedError) and not exc.retryable:
             retryable = False
         if retryable and row["attempt"] < wf.retry.max_attempts:
-            logs, errors, metadata = ctx._drain()
-            await self.engine._store.retry(
-                ctx.run_id,
-                ctx._worker_id,
-                delay=wf.retry.delay(row["attempt"]),
-                executed_seconds=executed,
-                logs=logs,
-                errors=errors,
-                metadata=metadata,
-            )
+            async with ctx._pending_rows() as (logs, errors, metadata):
+                await self.engine._store.retry(
+                    ctx.run_id,
+                    ctx._worker_id,
+                    delay=wf.retry.delay_for(exc, row["attempt"]),
+                    executed_seconds=executed,
+                    logs=logs,
+                    errors=errors,
+                    metadata=metadata,
+                )
             self.engine._notify_work()
             return
         await self._finish(ctx, RunStatus.FAILED, error=error_info(exc), executed=executed)
@@ -411,20 +411,20 @@ class Worker:
         error: dict[str, Any] | None = None,
         executed: float,
     ) -> None:
-        logs, errors, metadata = ctx._drain()
         with anyio.CancelScope(shield=True):
-            woken, finished = await self.engine._store.finish(
-                ctx.run_id,
-                ctx._worker_id,
-                status=status.value,
-                output=output,
-                error=error,
-                executed_seconds=executed,
-                logs=logs,
-                errors=errors,
-                metadata=metadata,
-                has_waits=ctx._has_waits,
-            )
+            async with ctx._pending_rows() as (logs, errors, metadata):
+                woken, finished = await self.engine._store.finish(
+                    ctx.run_id,
+                    ctx._worker_id,
+                    status=status.value,
+                    output=output,
+                    error=error,
+                    executed_seconds=executed,
+                    logs=logs,
+                    errors=errors,
+                    metadata=metadata,
+                    has_waits=ctx._has_waits,
+                )
         self.engine._notify_done(ctx.run_id, finished)
         if woken:
             self.engine._notify_work()

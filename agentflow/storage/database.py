@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection
 from ..errors import StorageUnavailableError
 from .dialects import Dialect, dialect_for
 
-# Set in ``conn.info`` by a job whose transaction makes runs claimable (see store.py).
+# Set in ``conn.info`` by a job whose transaction makes runs claimable (``transactions.py``).
 CLAIMABLE_FLAG = "agentflow_claimable"
 
 __all__ = ["Database", "normalize_url"]

@@ -20,8 +20,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
 from .database import Database
-from .store import NewRun, _create_run
+from .records import NewRun
 from .tables import schedules
+from .transactions import create_run
 
 __all__ = ["DeclaredSchedule", "ScheduleStore", "TickPlan", "TickResult"]
 
@@ -199,7 +200,7 @@ class ScheduleStore:
             for row in due:
                 decided = plan(row, now)
                 for tick in decided.ticks:
-                    _run, created = _create_run(conn, make_run(row, tick, now), now)
+                    _run, created = create_run(conn, make_run(row, tick, now), now)
                     started += created
                 advances.append(
                     {

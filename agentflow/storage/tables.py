@@ -12,21 +12,29 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 __all__ = [
+    "ApiKeyRow",
     "AttemptErrorRow",
     "EventRow",
     "LogRow",
     "RunRow",
     "ScheduleRow",
+    "SettingRow",
     "StepRow",
+    "StreamChunkRow",
     "WaitpointRow",
+    "WebhookSourceRow",
+    "api_keys",
     "attempt_errors",
     "events",
     "logs",
     "metadata",
     "runs",
     "schedules",
+    "settings",
     "steps",
+    "stream_chunks",
     "waitpoints",
+    "webhook_sources",
 ]
 
 
@@ -42,6 +50,7 @@ class RunRow(SQLModel, table=True):
         sa.Index("ix_agentflow_runs_key", "concurrency_key", "status"),
         sa.Index("ix_agentflow_runs_queue_started", "queue", "started_at"),
         sa.Index("ix_agentflow_runs_expiry", "status", "expires_at"),
+        sa.Index("ix_agentflow_runs_updated", "updated_at"),
     )
 
     id: str = Field(primary_key=True, max_length=64)
@@ -176,6 +185,55 @@ class AttemptErrorRow(SQLModel, table=True):
     ts: float
 
 
+class StreamChunkRow(SQLModel, table=True):
+    """Live output of a run (e.g. model token deltas): shown while it happens, never replayed."""
+
+    __tablename__ = "agentflow_stream_chunks"
+    __table_args__ = (sa.Index("ix_agentflow_stream_chunks_run", "run_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(max_length=64)
+    stream: str = Field(max_length=200)
+    data: str
+    ts: float
+
+
+class ApiKeyRow(SQLModel, table=True):
+    """An API key: only a SHA-256 hash of the secret is kept."""
+
+    __tablename__ = "agentflow_api_keys"
+
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    prefix: str = Field(max_length=32)
+    secret_hash: str = Field(max_length=64, unique=True)
+    scope: str = Field(max_length=16)
+    created_at: float
+    last_used_at: float | None = None
+    revoked_at: float | None = None
+
+
+class WebhookSourceRow(SQLModel, table=True):
+    """A webhook sender and the shared secret its signatures are checked with."""
+
+    __tablename__ = "agentflow_webhook_sources"
+
+    name: str = Field(primary_key=True, max_length=200)
+    secret: str = Field(max_length=200)
+    event: str | None = Field(default=None, max_length=200)
+    created_at: float
+
+
+class SettingRow(SQLModel, table=True):
+    """Installation-wide values, e.g. the key that signs approval completion URLs."""
+
+    __tablename__ = "agentflow_settings"
+
+    name: str = Field(primary_key=True, max_length=200)
+    value: str
+    created_at: float
+
+
 def _table(model: type[SQLModel]) -> sa.Table:
     return cast(sa.Table, model.__table__)  # type: ignore[attr-defined]
 
@@ -187,4 +245,8 @@ events = _table(EventRow)
 logs = _table(LogRow)
 attempt_errors = _table(AttemptErrorRow)
 schedules = _table(ScheduleRow)
+stream_chunks = _table(StreamChunkRow)
+api_keys = _table(ApiKeyRow)
+webhook_sources = _table(WebhookSourceRow)
+settings = _table(SettingRow)
 metadata = SQLModel.metadata

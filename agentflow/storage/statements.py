@@ -1,0 +1,142 @@
+"""The SQL the store runs, built once at import time so that the compiled form is cached."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from ..status import CLAIMABLE, TERMINAL, RunStatus, WaitpointStatus
+from .tables import attempt_errors, logs, runs, steps, stream_chunks, waitpoints
+
+__all__ = [
+    "CANCEL_WAITS",
+    "CLAIM_SELECT",
+    "CLAIM_UPDATE",
+    "FENCE",
+    "FINISH",
+    "INSERT_CHUNK",
+    "INSERT_ERROR",
+    "INSERT_LOG",
+    "INSERT_RUN",
+    "INSERT_STEP",
+    "INSERT_STEP_FENCED",
+    "INSERT_WAITPOINT",
+    "PENDING",
+    "RUNS_BY_IDS",
+    "RUN_BY_ID",
+    "RUN_BY_KEY",
+    "STEPS_OF_RUN",
+    "TERMINAL_VALUES",
+    "WAITPOINTS_OF_RUN",
+]
+
+TERMINAL_VALUES = [s.value for s in TERMINAL]
+PENDING = WaitpointStatus.PENDING.value
+
+FENCE = (
+    sa.update(runs)
+    .where(
+        runs.c.id == sa.bindparam("_id"),
+        runs.c.worker_id == sa.bindparam("_worker"),
+        runs.c.status == RunStatus.RUNNING.value,
+    )
+    .values(updated_at=sa.bindparam("_now"))
+)
+INSERT_STEP = steps.insert()
+# The hot path: journal a step only while this worker still holds the run, in one statement
+# (run by ``transactions.journal_step``).
+INSERT_STEP_FENCED = (
+    steps.insert()
+    .from_select(
+        [c.name for c in steps.c],
+        sa.select(*[sa.bindparam(c.name, type_=c.type) for c in steps.c]).where(
+            sa.exists().where(
+                runs.c.id == sa.bindparam("run_id"),
+                runs.c.worker_id == sa.bindparam("_worker"),
+                runs.c.status == sa.bindparam("_running"),
+                runs.c.cancel_requested.is_(False),
+            )
+        ),
+    )
+    .returning(steps.c.seq)
+)
+INSERT_LOG = logs.insert()
+INSERT_CHUNK = stream_chunks.insert()
+INSERT_ERROR = attempt_errors.insert()
+INSERT_RUN = runs.insert()
+INSERT_WAITPOINT = waitpoints.insert()
+RUN_BY_ID = sa.select(runs).where(runs.c.id == sa.bindparam("_id"))
+RUNS_BY_IDS = sa.select(runs).where(runs.c.id.in_(sa.bindparam("_ids", expanding=True)))
+RUN_BY_KEY = sa.select(runs).where(
+    runs.c.workflow_id == sa.bindparam("_workflow"),
+    runs.c.idempotency_key == sa.bindparam("_key"),
+)
+_peers = runs.alias("peers")
+# Runs whose concurrency key is already at its limit are left out here, so that a busy key
+# never fills the candidate list and blocks other keys; admission.py settles the rest.
+_KEY_HAS_ROOM = sa.or_(
+    runs.c.concurrency_key.is_(None),
+    sa.select(sa.func.count())
+    .where(_peers.c.concurrency_key == runs.c.concurrency_key, _peers.c.status == "running")
+    .scalar_subquery()
+    < sa.func.coalesce(runs.c.concurrency_limit, 1),
+)
+# Higher priority first; waiting raises a run's priority by one per `_aging` seconds, so that
+# low priorities are not starved forever by a stream of high ones.
+_EFFECTIVE_PRIORITY = runs.c.priority + (
+    sa.bindparam("_now", type_=sa.Float) - runs.c.available_at
+) / sa.bindparam("_aging", type_=sa.Float)
+CLAIM_SELECT = (
+    # Only what admission needs: the full rows are read for the admitted runs alone.
+    sa.select(
+        runs.c.id,
+        runs.c.queue,
+        runs.c.concurrency_key,
+        runs.c.concurrency_limit,
+        runs.c.started_at,
+        runs.c.cancel_requested,
+    )
+    .where(
+        runs.c.status.in_([s.value for s in CLAIMABLE]),
+        runs.c.available_at <= sa.bindparam("_now"),
+        runs.c.workflow_id.in_(sa.bindparam("_workflows", expanding=True)),
+        sa.or_(runs.c.expires_at.is_(None), runs.c.expires_at > sa.bindparam("_now")),
+        _KEY_HAS_ROOM,
+    )
+    .order_by(_EFFECTIVE_PRIORITY.desc(), runs.c.available_at)
+    .limit(sa.bindparam("_limit"))
+)
+CLAIM_UPDATE = (
+    sa.update(runs)
+    .where(runs.c.id.in_(sa.bindparam("_ids", expanding=True)))
+    .values(
+        status=RunStatus.RUNNING.value,
+        worker_id=sa.bindparam("_owner"),
+        lease_expires_at=sa.bindparam("_lease"),
+        started_at=sa.func.coalesce(runs.c.started_at, sa.bindparam("_now")),
+        updated_at=sa.bindparam("_now"),
+    )
+)
+FINISH = (
+    sa.update(runs)
+    .where(runs.c.id == sa.bindparam("_id"))
+    .values(
+        status=sa.bindparam("_status"),
+        output=sa.bindparam("_output"),
+        error=sa.bindparam("_error"),
+        executed_seconds=sa.func.coalesce(
+            sa.bindparam("_executed", type_=sa.Float), runs.c.executed_seconds
+        ),
+        finished_at=sa.bindparam("_now"),
+        updated_at=sa.bindparam("_now"),
+        worker_id=None,
+        lease_expires_at=None,
+    )
+    .returning(*runs.c)
+)
+CANCEL_WAITS = (
+    sa.update(waitpoints)
+    .where(waitpoints.c.run_id == sa.bindparam("_id"), waitpoints.c.status == "pending")
+    .values(status=WaitpointStatus.CANCELLED.value, resolved_at=sa.bindparam("_now"))
+)
+STEPS_OF_RUN = sa.select(steps).where(steps.c.run_id == sa.bindparam("_id"))
+WAITPOINTS_OF_RUN = sa.select(waitpoints).where(waitpoints.c.run_id == sa.bindparam("_id"))
