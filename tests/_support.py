@@ -58,3 +58,30 @@ async def eventually(
             await anyio.sleep(delay)
             delay = min(delay * 2, 0.1)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[str]:
+    """``app`` served by uvicorn on a free loopback port; yields its base URL.
+
+    The socket says it is TCP so that asyncio sets TCP_NODELAY (no 40 ms delayed-ACK waits).
+    """
+    import socket
+
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning"))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.serve, [sock])
+
+        async def started() -> bool:
+            return server.started
+
+        await eventually(started, what="uvicorn to start")
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.should_exit = True

@@ -468,3 +468,64 @@ async def test_dev_runs_worker_and_prints_the_database(cli: CLI, db_url: str) ->
         await dev.expect(f"run {done.json()['id']} greet: completed")
         dev.signal(signal.SIGINT)
         assert await dev.exit_code() == 0
+
+
+async def test_dev_prints_a_session_api_key_that_the_api_accepts(cli: CLI) -> None:
+    import re
+
+    import httpx
+
+    async with cli.background("dev", APP, "--port", "0") as dev:
+        await dev.expect("api key:")
+        url = re.search(r"http api:\s+(http://\S+)/api/v1", dev.output)
+        key = re.search(r"api key:\s+(af_\S+)", dev.output)
+        assert url is not None
+        assert key is not None
+        async with httpx.AsyncClient(base_url=url.group(1)) as client:
+            assert (await client.get("/api/v1/runs")).status_code == 401
+            headers = {"Authorization": f"Bearer {key.group(1)}"}
+            assert (await client.get("/api/v1/runs", headers=headers)).status_code == 200
+        dev.signal(signal.SIGINT)
+        assert await dev.exit_code() == 0
+    # The session's key ends with the session.
+    assert (await cli("keys", "list", APP, "--json")).json() == []
+    revoked = (await cli("keys", "list", APP, "--all", "--json")).json()
+    assert [(k["name"], k["revoked_at"] is not None) for k in revoked] == [("agentflow dev", True)]
+
+
+async def test_serve_refuses_a_public_address_without_keys(cli: CLI) -> None:
+    refused = await cli("serve", APP, "--host", "0.0.0.0", "--port", "0", code=2)
+    assert "refusing to serve the API on '0.0.0.0' with no API key" in refused.stderr
+    no_auth = await cli("serve", APP, "--host", "0.0.0.0", "--no-auth", code=2)
+    assert "loopback" in no_auth.stderr
+
+
+async def test_keys_create_list_revoke(cli: CLI) -> None:
+    created = await cli("keys", "create", APP, "ci", "--scope", "read", "--json")
+    key = created.json()
+    assert key["secret"].startswith("af_")
+    assert key["key"]["scope"] == "read"
+    listed = await cli("keys", "list", APP)
+    assert key["key"]["id"] in listed.stdout
+    assert key["secret"] not in listed.stdout
+    await cli("keys", "revoke", APP, key["key"]["id"])
+    assert (await cli("keys", "list", APP, "--json")).json() == []
+    assert key["key"]["id"] in (await cli("keys", "list", APP, "--all")).stdout
+    missing = await cli("keys", "revoke", APP, "key_nope", code=None)
+    assert missing.code != 0
+    assert "key_nope" in missing.stderr
+    await cli("keys", "create", APP, "x", "--scope", "admin", code=2)
+
+
+async def test_webhooks_create_list_delete(cli: CLI) -> None:
+    created = (await cli("webhooks", "create", APP, "stripe", "--json")).json()
+    assert created["secret"].startswith("whsec_")
+    assert created["source"]["event"] == "webhook.stripe"
+    listed = await cli("webhooks", "list", APP)
+    assert "stripe" in listed.stdout
+    assert created["secret"] not in listed.stdout
+    await cli("webhooks", "delete", APP, "stripe")
+    assert (await cli("webhooks", "list", APP, "--json")).json() == []
+    bad = await cli("webhooks", "create", APP, "bad name!", code=None)
+    assert bad.code != 0
+    assert "invalid webhook source name" in bad.stderr

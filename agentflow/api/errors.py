@@ -24,6 +24,7 @@ from agentflow.errors import (
     WaitTimeoutError,
     WorkflowNotFoundError,
 )
+from agentflow.schedules import ScheduleNotFoundError
 from agentflow.workflows import validation_errors
 
 __all__ = ["ApiError", "error_response", "from_exception", "http_exception_handler"]
@@ -86,6 +87,8 @@ def _details(exc: AgentflowError) -> dict[str, Any]:
     if isinstance(exc, PayloadValidationError):
         details["workflow"] = exc.workflow_id
         details["errors"] = exc.errors
+    if isinstance(exc, ScheduleNotFoundError):
+        details["schedule_id"] = exc.schedule_id
     return details
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from .auth import is_public
 from .routing import Operation
 from .schemas import ErrorBody
 
@@ -18,14 +19,21 @@ _REF = "#/components/schemas/{model}"
 _ERROR_TEXT = {
     404: "No such run, workflow or approval.",
     409: "Conflicts with the current state (e.g. the run already ended, approval resolved).",
+    401: "Missing, invalid or revoked API key (or webhook signature).",
+    403: "The API key is read-only, or the link's signature is invalid or expired.",
     413: "Request body too large.",
     422: "Invalid JSON, body, query or payload; every invalid field is listed.",
 }
 
 
 def openapi_document(
-    operations: Iterable[Operation], *, title: str = "agentflow", version: str = "1"
+    operations: Iterable[Operation],
+    *,
+    title: str = "agentflow",
+    version: str = "1",
+    extra_paths: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """The document for ``operations`` plus hand-written ``extra_paths`` (e.g. SSE)."""
     ops = list(operations)
     models: set[type[BaseModel]] = {ErrorBody}
     for op in ops:
@@ -41,11 +49,17 @@ def openapi_document(
     paths: dict[str, dict[str, Any]] = {}
     for op in ops:
         paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, ref_of)
+    for path, ops_at in (extra_paths or {}).items():
+        paths.setdefault(path, {}).update(ops_at)
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version},
         "paths": paths,
-        "components": {"schemas": defs.get("$defs", {})},
+        "components": {
+            "schemas": defs.get("$defs", {}),
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"apiKey": []}],
     }
 
 
@@ -84,6 +98,8 @@ def _operation(op: Operation, ref_of: dict[Any, Any]) -> dict[str, Any]:
             },
         },
     }
+    if is_public(op.path):
+        doc["security"] = []  # signed instead (webhooks, approval links)
     if op.body is not None:
         doc["requestBody"] = {
             "required": op.body_required,

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from agentflow.engine import RunHandle
-from agentflow.models import EventRecord
+from agentflow.models import EventRecord, WorkflowInfo
 
 from .routing import Call, Operation, operation
-from .schemas import EventRequest, TriggerRequest, TriggerResponse, WorkflowInfo, WorkflowList
+from .schemas import EventRequest, TriggerRequest, TriggerResponse, WorkflowList
 
 __all__ = ["OPERATIONS"]
 
@@ -19,18 +19,7 @@ OPERATIONS: list[Operation] = []
 async def list_workflows(call: Call) -> WorkflowList:
     """List the registered workflows with their payload and output JSON schemas."""
     workflows = call.engine.workflows
-    return WorkflowList(
-        items=[
-            WorkflowInfo(
-                id=wf.id,
-                version=wf.version,
-                description=wf.description,
-                payload_schema=wf.payload_schema(),
-                output_schema=wf.output_schema(),
-            )
-            for _, wf in sorted(workflows.items())
-        ]
-    )
+    return WorkflowList(items=[WorkflowInfo.of(wf) for _, wf in sorted(workflows.items())])
 
 
 @operation(

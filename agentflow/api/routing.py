@@ -29,12 +29,14 @@ MAX_BODY_BYTES = 1024 * 1024
 
 @dataclass(frozen=True)
 class Call:
-    """What a handler gets: the engine, the request, and the validated inputs."""
+    """What a handler gets: the engine, the request, the validated inputs, and the app's body
+    limit (for a handler that reads the raw body itself)."""
 
     engine: Engine
     request: Request
     body: Any = None
     query: Any = None
+    max_body: int = MAX_BODY_BYTES
 
     def path(self, name: str) -> str:
         return str(self.request.path_params[name])
@@ -65,6 +67,7 @@ class Operation:
                     request,
                     body=await self._read_body(request, max_body),
                     query=self._read_query(request),
+                    max_body=max_body,
                 )
                 result = await self.handler(call)
             except Exception as exc:
@@ -84,7 +87,7 @@ class Operation:
         else:
             try:
                 data = json.loads(raw)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
                 raise invalid(
                     [{"field": "", "message": f"invalid JSON: {exc}", "type": "json"}],
                     f"invalid JSON body: {exc}",
@@ -105,20 +108,21 @@ class Operation:
 
 async def read_limited(request: Request, limit: int) -> bytes:
     """The request body, or a 413 as soon as it is known to exceed ``limit`` bytes."""
-    too_large = ApiError(
-        413, "body_too_large", f"request body exceeds {limit} bytes", {"limit": limit}
-    )
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_large
+        raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise too_large
+            raise _too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "body_too_large", f"request body exceeds {limit} bytes", {"limit": limit})
 
 
 def operation(

@@ -6,11 +6,12 @@ schemas, so the two cannot drift apart. Records (runs, steps, ...) are the engin
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agentflow.models import LogEntry, Run, StepRecord, WaitpointRecord
+from agentflow.limits import KEY_LENGTH, MAX_DELAY, MAX_ID, MAX_PRIORITY
+from agentflow.models import LogEntry, Run, StepRecord, WaitpointRecord, WorkflowInfo
 from agentflow.status import RunStatus
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "Health",
     "LogList",
     "LogQuery",
+    "RequestModel",
     "RunList",
     "RunListQuery",
     "StepList",
@@ -33,36 +35,50 @@ __all__ = [
 ]
 
 
-class _Request(BaseModel):
+class RequestModel(BaseModel):
+    """A request body or query: unknown fields are refused (a typo is an error, not a no-op)."""
+
     model_config = ConfigDict(extra="forbid")
 
 
-class TriggerRequest(_Request):
+class TriggerRequest(RequestModel):
     payload: Any = Field(None, description="The workflow's payload; validated by its model.")
     idempotency_key: str | None = Field(
-        None, description="A second trigger with the same key returns the first run."
+        None,
+        max_length=KEY_LENGTH,
+        description="A second trigger with the same key returns the first run.",
     )
-    delay: float | None = Field(None, ge=0, description="Seconds to wait before the run starts.")
-    tags: list[str] = Field(default_factory=list)
-    priority: int | None = None
-    concurrency_key: str | None = None
+    delay: float | None = Field(
+        None,
+        ge=0,
+        le=MAX_DELAY,
+        allow_inf_nan=False,
+        description="Seconds to wait before the run starts.",
+    )
+    tags: list[Annotated[str, Field(max_length=KEY_LENGTH)]] = Field(
+        default_factory=list, max_length=100
+    )
+    priority: int | None = Field(None, ge=-MAX_PRIORITY, le=MAX_PRIORITY)
+    concurrency_key: str | None = Field(None, max_length=KEY_LENGTH)
 
 
-class DecisionRequest(_Request):
-    approver: str | None = None
-    comment: str | None = None
+class DecisionRequest(RequestModel):
+    approver: str | None = Field(None, max_length=KEY_LENGTH)
+    comment: str | None = Field(None, max_length=10_000)
     data: Any = Field(
         None, description="Approve only: replaces the data the run asked to have approved."
     )
 
 
-class EventRequest(_Request):
-    name: str = Field(min_length=1)
+class EventRequest(RequestModel):
+    name: str = Field(min_length=1, max_length=KEY_LENGTH)
     payload: Any = None
-    id: str | None = Field(None, description="Re-sending an event id changes nothing.")
+    id: str | None = Field(
+        None, max_length=KEY_LENGTH, description="Re-sending an event id changes nothing."
+    )
 
 
-class RunListQuery(_Request):
+class RunListQuery(RequestModel):
     workflow: str | None = None
     status: RunStatus | None = None
     tag: str | None = None
@@ -70,20 +86,17 @@ class RunListQuery(_Request):
     cursor: str | None = Field(None, description="next_cursor of the previous page.")
 
 
-class LogQuery(_Request):
-    after: int = Field(0, ge=0, description="Only log entries with an id above this one.")
+class LogQuery(RequestModel):
+    after: int = Field(
+        0, ge=0, le=MAX_ID, description="Only log entries with an id above this one."
+    )
+    limit: int = Field(
+        1000, ge=1, le=1000, description="At most this many; page on with the last id."
+    )
 
 
-class ApprovalQuery(_Request):
+class ApprovalQuery(RequestModel):
     run_id: str | None = None
-
-
-class WorkflowInfo(BaseModel):
-    id: str
-    version: str
-    description: str
-    payload_schema: dict[str, Any]
-    output_schema: dict[str, Any] | None
 
 
 class WorkflowList(BaseModel):

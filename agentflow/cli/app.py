@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from . import approvals, db, events, runs, schedules, serve, trigger
+from . import approvals, db, events, keys, mcp, runs, schedules, serve, trigger, webhooks
 
 __all__ = ["app", "run"]
 
@@ -46,12 +46,15 @@ def _root(
 app.command("dev", rich_help_panel="Processes")(serve.dev)
 app.command("worker", rich_help_panel="Processes")(serve.worker)
 app.command("serve", rich_help_panel="Processes")(serve.serve)
+app.command("mcp", rich_help_panel="Processes")(mcp.mcp)
 app.command("trigger", rich_help_panel="Runs")(trigger.trigger)
 app.command("approve", rich_help_panel="Runs")(approvals.approve)
 app.command("reject", rich_help_panel="Runs")(approvals.reject)
 app.add_typer(runs.app, rich_help_panel="Runs")
 app.add_typer(events.app, rich_help_panel="Runs")
 app.add_typer(schedules.app, rich_help_panel="Runs")
+app.add_typer(keys.app, rich_help_panel="Access")
+app.add_typer(webhooks.app, rich_help_panel="Access")
 app.add_typer(db.app, rich_help_panel="Database")
 
 

@@ -7,10 +7,19 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from .errors import UsageError
-from .options import AppArg, JsonOpt, parse_json, with_engine
+from .options import (
+    ApiKeyOpt,
+    JsonOpt,
+    MaybeAppArg,
+    ServerOpt,
+    Target,
+    parse_json,
+    target,
+    with_backend,
+)
 
 if TYPE_CHECKING:
-    from agentflow.engine import Engine
+    from agentflow.client import Backend
     from agentflow.models import ApprovalDecision
 
 __all__ = ["approve", "reject"]
@@ -38,7 +47,7 @@ ApproverOpt = Annotated[
 
 
 def approve(
-    app: AppArg,
+    app: MaybeAppArg = None,
     run_id: RunIdOpt = None,
     name: NameOpt = None,
     token: TokenOpt = None,
@@ -53,27 +62,33 @@ def approve(
         ),
     ] = None,
     json_output: JsonOpt = False,
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """Approve a pending approval: by RUN_ID and NAME, or by --token."""
-    _resolve(True, app, run_id, name, token, comment, approver, data, json_output)
+    where, (run_id, name) = target(app, server, api_key, run_id, name, json_output=json_output)
+    _resolve(True, where, run_id, name, token, comment, approver, data, json_output)
 
 
 def reject(
-    app: AppArg,
+    app: MaybeAppArg = None,
     run_id: RunIdOpt = None,
     name: NameOpt = None,
     token: TokenOpt = None,
     comment: CommentOpt = None,
     approver: ApproverOpt = None,
     json_output: JsonOpt = False,
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """Reject a pending approval: by RUN_ID and NAME, or by --token."""
-    _resolve(False, app, run_id, name, token, comment, approver, None, json_output)
+    where, (run_id, name) = target(app, server, api_key, run_id, name, json_output=json_output)
+    _resolve(False, where, run_id, name, token, comment, approver, None, json_output)
 
 
 def _resolve(
     approved: bool,
-    app: str,
+    where: Target,
     run_id: str | None,
     name: str | None,
     token: str | None,
@@ -82,7 +97,7 @@ def _resolve(
     data: str | None,
     json_output: bool,
 ) -> None:
-    async def body(engine: Engine) -> ApprovalDecision:
+    async def body(engine: Backend) -> ApprovalDecision:
         if token is not None and (run_id is not None or name is not None):
             raise UsageError("give either RUN_ID NAME or --token, not both")
         if token is None and (run_id is None or name is None):
@@ -94,7 +109,7 @@ def _resolve(
             )
         return await engine.reject(run_id, name, token=token, approver=approver, comment=comment)
 
-    decision = with_engine(app, body, json_output=json_output)
+    decision = with_backend(where, body, json_output=json_output)
     from .output import print_json, render_decision
 
     if json_output:

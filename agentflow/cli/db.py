@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -43,6 +44,26 @@ def _engine(app_: str | None, database_url: str | None) -> Engine:
     return Engine(database_url)
 
 
+def _revision(
+    app_: str | None,
+    database_url: str | None,
+    read: Callable[[Engine], Awaitable[str | None]],
+    *,
+    json_output: bool,
+) -> tuple[str, str | None]:
+    """The database URL and the revision ``read`` returns, without starting the engine."""
+
+    async def main() -> tuple[str, str | None]:
+        engine = _engine(app_, database_url)
+        try:
+            await check_database(engine.database_url)
+            return engine.database_url, await read(engine)
+        finally:
+            await engine.close()
+
+    return run_async(main, json_output=json_output)
+
+
 def _sqlite_file_missing(url: str) -> bool:
     from pathlib import Path
 
@@ -65,7 +86,7 @@ async def _current(engine: Engine) -> str | None:
 def _report(url: str, revision: str | None, *, json_output: bool, action: str) -> None:
     from agentflow.storage.migrate import HEAD
 
-    from .output import console, display_url, print_json
+    from .output import display_url, emit
 
     data: dict[str, Any] = {
         "database_url": display_url(url),
@@ -73,16 +94,9 @@ def _report(url: str, revision: str | None, *, json_output: bool, action: str) -
         "head": HEAD,
         "up_to_date": revision == HEAD,
     }
-    if json_output:
-        print_json(data)
-        return
     state = "up to date" if revision == HEAD else f"head is {HEAD}; run: agentflow db upgrade"
-    console().print(
-        f"{action}{data['database_url']}: revision {revision or 'none'} ({state})",
-        markup=False,
-        highlight=False,
-        soft_wrap=True,
-    )
+    message = f"{action}{data['database_url']}: revision {revision or 'none'} ({state})"
+    emit(data, message, json_output=json_output)
 
 
 @app.command("upgrade")
@@ -91,15 +105,10 @@ def upgrade(
 ) -> None:
     """Create the tables or bring them up to date (safe to run from many processes)."""
 
-    async def main() -> tuple[str, str | None]:
-        engine = _engine(app_, database_url)
-        try:
-            await check_database(engine.database_url)
-            return engine.database_url, await engine._store.migrate()
-        finally:
-            await engine.close()
+    async def migrate(engine: Engine) -> str | None:
+        return await engine._store.migrate()
 
-    url, revision = run_async(main, json_output=json_output)
+    url, revision = _revision(app_, database_url, migrate, json_output=json_output)
     _report(url, revision, json_output=json_output, action="upgraded ")
 
 
@@ -108,14 +117,5 @@ def current(
     app_: OptionalAppArg = None, database_url: DatabaseUrlOpt = None, json_output: JsonOpt = False
 ) -> None:
     """Show the schema revision of the database."""
-
-    async def main() -> tuple[str, str | None]:
-        engine = _engine(app_, database_url)
-        try:
-            await check_database(engine.database_url)
-            return engine.database_url, await _current(engine)
-        finally:
-            await engine.close()
-
-    url, revision = run_async(main, json_output=json_output)
+    url, revision = _revision(app_, database_url, _current, json_output=json_output)
     _report(url, revision, json_output=json_output, action="")

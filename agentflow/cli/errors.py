@@ -7,7 +7,15 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
-__all__ = ["EXIT_FAILURE", "EXIT_USAGE", "CLIError", "UsageError", "fail", "run_async"]
+__all__ = [
+    "EXIT_FAILURE",
+    "EXIT_USAGE",
+    "CLIError",
+    "UsageError",
+    "database_reason",
+    "fail",
+    "run_async",
+]
 
 T = TypeVar("T")
 
@@ -97,8 +105,17 @@ def report(exc: BaseException, *, json_output: bool = False) -> None:
         extra = {"run_id": leaf.run_id} if leaf.run_id else {}
         fail(leaf.message, code=leaf.code, json_output=json_output, extra=extra)
     if isinstance(leaf, SQLAlchemyError):
-        first = str(getattr(leaf, "orig", None) or leaf).strip().splitlines() or [repr(leaf)]
-        fail(f"database error: {first[0]}", code="database_error", json_output=json_output)
+        fail(
+            f"database error: {database_reason(leaf)}",
+            code="database_error",
+            json_output=json_output,
+        )
+
+
+def database_reason(exc: BaseException) -> str:
+    """The first line of what the database driver said (SQLAlchemy wraps it in ``orig``)."""
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return lines[0] if lines else repr(exc)
 
 
 def _expected_leaf(

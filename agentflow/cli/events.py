@@ -6,10 +6,18 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .options import AppArg, JsonOpt, parse_json, with_engine
+from .options import (
+    ApiKeyOpt,
+    JsonOpt,
+    MaybeAppArg,
+    ServerOpt,
+    parse_json,
+    target_with_arg,
+    with_backend,
+)
 
 if TYPE_CHECKING:
-    from agentflow.engine import Engine
+    from agentflow.client import Backend
     from agentflow.models import EventRecord
 
 __all__ = ["app"]
@@ -19,8 +27,10 @@ app = typer.Typer(name="events", help="Send events to waiting runs.", no_args_is
 
 @app.command("send")
 def send(
-    app_: AppArg,
-    name: Annotated[str, typer.Argument(help="The event's name.", show_default=False)],
+    app_: MaybeAppArg = None,
+    name_: Annotated[
+        str | None, typer.Argument(metavar="NAME", help="The event's name.", show_default=False)
+    ] = None,
     payload: Annotated[
         str | None,
         typer.Option(
@@ -35,13 +45,16 @@ def send(
         typer.Option("--id", help="The event's id; sending the same id again changes nothing."),
     ] = None,
     json_output: JsonOpt = False,
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """Send event NAME: every run waiting for it whose filter matches resumes."""
+    where, name = target_with_arg(app_, server, api_key, name_, "NAME", json_output=json_output)
 
-    async def body(engine: Engine) -> EventRecord:
+    async def body(engine: Backend) -> EventRecord:
         return await engine.send_event(name, parse_json(payload, "--payload"), id=event_id)
 
-    event = with_engine(app_, body, json_output=json_output)
+    event = with_backend(where, body, json_output=json_output)
     from .output import print_json, render_event
 
     if json_output:

@@ -29,12 +29,16 @@ if TYPE_CHECKING:
 __all__ = [
     "console",
     "display_url",
+    "emit",
     "err_console",
+    "error_text",
+    "pretty_json",
     "print_json",
     "render_decision",
     "render_event",
     "render_run_detail",
     "render_runs",
+    "say",
     "to_json",
 ]
 
@@ -79,6 +83,12 @@ def _console(*, stderr: bool) -> Console:
     return _consoles[stderr]
 
 
+def say(message: str, *, style: str | None = None, err: bool = False) -> None:
+    """Print ``message`` as plain text (no markup), on stderr when ``err``."""
+    out = err_console() if err else console()
+    out.print(message, style=style, markup=False, highlight=False, soft_wrap=True)
+
+
 # -- JSON ---------------------------------------------------------------------------------
 
 
@@ -100,6 +110,16 @@ def print_json(value: BaseModel | Sequence[Any] | dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+def emit(
+    value: BaseModel | Sequence[Any] | dict[str, Any], message: str, *, json_output: bool
+) -> None:
+    """A command's result: ``value`` as JSON, or ``message`` for people."""
+    if json_output:
+        print_json(value)
+    else:
+        say(message)
+
+
 def _compact(value: Any, limit: int = 60) -> str:
     return _clip(json.dumps(value, ensure_ascii=False, default=str), limit)
 
@@ -108,7 +128,7 @@ def _clip(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _pretty(value: Any) -> str:
+def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
 
 
@@ -141,6 +161,11 @@ def run_duration(run: Run) -> float | None:
         return None
     end = run.finished_at or datetime.now(UTC)
     return max(0.0, (end - run.started_at).total_seconds())
+
+
+def error_text(error: dict[str, Any]) -> str:
+    """A run's or step's error, as ``Type: message``."""
+    return f"{error.get('type')}: {error.get('message')}"
 
 
 def status_text(status: str) -> str:
@@ -214,14 +239,11 @@ def render_run_detail(
     summary.add_row("started", fmt_time(run.started_at))
     summary.add_row("finished", fmt_time(run.finished_at))
     summary.add_row("duration", fmt_duration(run_duration(run)))
-    summary.add_row("payload", escape(_pretty(run.payload)))
+    summary.add_row("payload", escape(pretty_json(run.payload)))
     if run.output is not None or run.status.value == "completed":
-        summary.add_row("output", escape(_pretty(run.output)))
+        summary.add_row("output", escape(pretty_json(run.output)))
     if run.error:
-        summary.add_row(
-            "error",
-            f"[red]{escape(str(run.error.get('type')))}: {escape(str(run.error.get('message')))}",
-        )
+        summary.add_row("error", f"[red]{escape(error_text(run.error))}")
     out.print(summary)
 
     if steps:
@@ -230,8 +252,7 @@ def render_run_detail(
             table.add_column(column, justify="right" if column == "#" else "left")
         for step in steps:
             if step.error:
-                failure = f"{step.error.get('type')}: {step.error.get('message')}"
-                result = f"[red]{escape(_clip(failure))}[/]"
+                result = f"[red]{escape(_clip(error_text(step.error)))}[/]"
             else:
                 result = escape(_compact(step.output))
             table.add_row(
@@ -320,31 +341,17 @@ def render_decision(decision: ApprovalDecision, *, name: str | None, run_id: str
         line += f" by {decision.approver}"
     if decision.edited:
         line += " (with edited data)"
-    console().print(
-        line,
-        style="green" if decision.approved else "yellow",
-        markup=False,
-        highlight=False,
-        soft_wrap=True,
-    )
+    say(line, style="green" if decision.approved else "yellow")
 
 
 def render_event(event: EventRecord) -> None:
     if event.duplicate:
-        console().print(
+        say(
             f"event {event.id} ({event.name!r}) was already recorded; nothing changed",
             style="yellow",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
         )
-        return
-    console().print(
-        f"sent event {event.id} ({event.name!r}); resumed {event.resumed_runs} run(s)",
-        markup=False,
-        highlight=False,
-        soft_wrap=True,
-    )
+    else:
+        say(f"sent event {event.id} ({event.name!r}); resumed {event.resumed_runs} run(s)")
 
 
 def display_url(url: str) -> str:

@@ -9,10 +9,20 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .options import AppArg, JsonOpt, parse_json, with_engine
+from .options import (
+    ApiKeyOpt,
+    JsonOpt,
+    MaybeAppArg,
+    ServerOpt,
+    needed,
+    parse_json,
+    target,
+    target_with_arg,
+    with_backend,
+)
 
 if TYPE_CHECKING:
-    from agentflow.engine import Engine
+    from agentflow.client import Backend
     from agentflow.schedules import Schedule
 
 __all__ = ["app"]
@@ -31,24 +41,28 @@ class MissedPolicy(StrEnum):
 
 
 ScheduleIdArg = Annotated[
-    str, typer.Argument(metavar="SCHEDULE_ID", help="The schedule's id.", show_default=False)
+    str | None,
+    typer.Argument(metavar="SCHEDULE_ID", help="The schedule's id.", show_default=False),
 ]
 
 
 @app.command("list")
 def list_schedules(
-    app_: AppArg,
+    app_: MaybeAppArg = None,
     workflow: Annotated[
         str | None, typer.Option("--workflow", "-w", help="Only schedules of this workflow.")
     ] = None,
     json_output: JsonOpt = False,
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """List schedules (the ones declared by APP's workflows included)."""
+    where, () = target(app_, server, api_key, json_output=json_output)
 
-    async def body(engine: Engine) -> list[Schedule]:
+    async def body(engine: Backend) -> list[Schedule]:
         return await engine.schedules.list(workflow)
 
-    schedules = with_engine(app_, body, json_output=json_output)
+    schedules = with_backend(where, body, json_output=json_output)
     from .output import print_json
 
     if json_output:
@@ -59,18 +73,19 @@ def list_schedules(
 
 @app.command("create")
 def create(
-    app_: AppArg,
-    workflow: Annotated[
-        str, typer.Argument(metavar="WORKFLOW", help="The workflow's id.", show_default=False)
-    ],
-    cron: Annotated[
-        str,
+    app_: MaybeAppArg = None,
+    workflow_: Annotated[
+        str | None,
+        typer.Argument(metavar="WORKFLOW", help="The workflow's id.", show_default=False),
+    ] = None,
+    cron_: Annotated[
+        str | None,
         typer.Argument(
             metavar="CRON",
             help="A 5-field cron expression ('0 9 * * 1-5') or a macro such as '@daily'.",
             show_default=False,
         ),
-    ],
+    ] = None,
     timezone: Annotated[
         str, typer.Option("--timezone", "-z", help="The IANA timezone the cron is read in.")
     ] = "UTC",
@@ -91,62 +106,96 @@ def create(
         str | None, typer.Option("--id", help="The schedule's id (generated if omitted).")
     ] = None,
     json_output: JsonOpt = False,
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """Start WORKFLOW at every tick of CRON. A running worker starts the runs."""
-    value = parse_json(payload, "--payload")
+    where, (workflow_arg, cron_arg) = target(
+        app_, server, api_key, workflow_, cron_, json_output=json_output
+    )
+    workflow = needed(workflow_arg, "WORKFLOW", json_output=json_output)
+    cron = needed(cron_arg, "CRON", json_output=json_output)
 
-    async def body(engine: Engine) -> Schedule:
+    async def body(engine: Backend) -> Schedule:
         return await engine.schedules.create(
             workflow,
             cron,
             timezone=timezone,
-            payload=value,
+            payload=parse_json(payload, "--payload"),
             missed=missed.value,
             id=schedule_id,
         )
 
-    schedule = with_engine(app_, body, json_output=json_output)
+    schedule = with_backend(where, body, json_output=json_output)
     _report(schedule, f"created schedule {schedule.id}", json_output=json_output)
 
 
 @app.command("pause")
-def pause(app_: AppArg, schedule_id: ScheduleIdArg, json_output: JsonOpt = False) -> None:
+def pause(
+    app_: MaybeAppArg = None,
+    schedule_id_: ScheduleIdArg = None,
+    json_output: JsonOpt = False,
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
+) -> None:
     """Stop starting runs until the schedule is resumed."""
-
-    async def body(engine: Engine) -> Schedule:
-        return await engine.schedules.pause(schedule_id)
-
-    schedule = with_engine(app_, body, json_output=json_output)
-    _report(schedule, f"paused schedule {schedule.id}", json_output=json_output)
+    _pause_or_resume(True, app_, schedule_id_, server, api_key, json_output)
 
 
 @app.command("resume")
-def resume(app_: AppArg, schedule_id: ScheduleIdArg, json_output: JsonOpt = False) -> None:
+def resume(
+    app_: MaybeAppArg = None,
+    schedule_id_: ScheduleIdArg = None,
+    json_output: JsonOpt = False,
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
+) -> None:
     """Tick again from now on; ticks that fell while it was paused are not run."""
-
-    async def body(engine: Engine) -> Schedule:
-        return await engine.schedules.resume(schedule_id)
-
-    schedule = with_engine(app_, body, json_output=json_output)
-    _report(schedule, f"resumed schedule {schedule.id}", json_output=json_output)
+    _pause_or_resume(False, app_, schedule_id_, server, api_key, json_output)
 
 
 @app.command("delete")
-def delete(app_: AppArg, schedule_id: ScheduleIdArg, json_output: JsonOpt = False) -> None:
+def delete(
+    app_: MaybeAppArg = None,
+    schedule_id_: ScheduleIdArg = None,
+    json_output: JsonOpt = False,
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
+) -> None:
     """Delete a schedule; runs it already started go on."""
+    where, schedule_id = target_with_arg(
+        app_, server, api_key, schedule_id_, "SCHEDULE_ID", json_output=json_output
+    )
 
-    async def body(engine: Engine) -> None:
+    async def body(engine: Backend) -> None:
         await engine.schedules.delete(schedule_id)
 
-    with_engine(app_, body, json_output=json_output)
-    from .output import console, print_json
+    with_backend(where, body, json_output=json_output)
+    from .output import emit
 
-    if json_output:
-        print_json({"deleted": schedule_id})
-    else:
-        console().print(
-            f"deleted schedule {schedule_id}", markup=False, highlight=False, soft_wrap=True
-        )
+    emit({"deleted": schedule_id}, f"deleted schedule {schedule_id}", json_output=json_output)
+
+
+def _pause_or_resume(
+    pause: bool,
+    app: str | None,
+    schedule_id_: str | None,
+    server: str | None,
+    api_key: str | None,
+    json_output: bool,
+) -> None:
+    where, schedule_id = target_with_arg(
+        app, server, api_key, schedule_id_, "SCHEDULE_ID", json_output=json_output
+    )
+
+    async def body(engine: Backend) -> Schedule:
+        if pause:
+            return await engine.schedules.pause(schedule_id)
+        return await engine.schedules.resume(schedule_id)
+
+    schedule = with_backend(where, body, json_output=json_output)
+    verb = "paused" if pause else "resumed"
+    _report(schedule, f"{verb} schedule {schedule.id}", json_output=json_output)
 
 
 def _local(value: datetime | None, timezone: str) -> str:
@@ -159,17 +208,14 @@ def _local(value: datetime | None, timezone: str) -> str:
 
 
 def _report(schedule: Schedule, message: str, *, json_output: bool) -> None:
-    from .output import console, print_json
+    from .output import emit
 
-    if json_output:
-        print_json(schedule)
-        return
     state = (
         "paused"
         if schedule.paused
         else f"next tick {_local(schedule.next_tick_at, schedule.timezone)}"
     )
-    console().print(f"{message} ({state})", markup=False, highlight=False, soft_wrap=True)
+    emit(schedule, f"{message} ({state})", json_output=json_output)
 
 
 def _render(schedules: Sequence[Schedule]) -> None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from .errors import EXIT_FAILURE, run_async
-from .options import AppArg, check_database
+from .options import AppArg, opened_engine, parse_log_level
 
 if TYPE_CHECKING:
     from anyio.abc import TaskStatus
@@ -46,7 +46,14 @@ GraceOpt = Annotated[
 HostOpt = Annotated[
     str,
     typer.Option(
-        "--host", help="Interface to listen on; loopback only until the API has authentication."
+        "--host",
+        help="Interface to listen on; other than loopback only once an API key exists.",
+    ),
+]
+NoAuthOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-auth", help="Serve without API keys (loopback only; for local experiments)."
     ),
 ]
 PortOpt = Annotated[int, typer.Option("--port", min=0, max=65535, help="HTTP API port.")]
@@ -104,7 +111,8 @@ def dev(
 ) -> None:
     """Develop locally: worker, scheduler and HTTP API (on 127.0.0.1) in one process.
 
-    Shows runs as they change status. Stop with Ctrl-C.
+    Shows runs as they change status, and prints a fresh API key for this session (the
+    previous session's dev key is revoked). Stop with Ctrl-C.
     """
     options = {"concurrency": concurrency, "shutdown_grace": shutdown_grace}
     api = None if no_api else ("127.0.0.1", port)
@@ -115,24 +123,24 @@ def serve(
     app: AppArg,
     host: HostOpt = "127.0.0.1",
     port: PortOpt = 8000,
+    no_auth: NoAuthOpt = False,
     log_level: LogLevelOpt = "info",
 ) -> None:
     """Serve APP's HTTP API (JSON under /api/v1, /openapi.json) until SIGTERM/Ctrl-C.
 
     Runs no worker: start `agentflow worker APP` next to it to execute the runs.
     """
-    from .loader import load_engine
 
     async def main() -> None:
         import anyio
 
-        _require_loopback(host)
+        if no_auth:
+            _require_loopback(host, "--no-auth")
         _configure_logging(log_level)
-        engine = load_engine(app)
-        await check_database(engine.database_url)
-        sock = _bind(host, port)
-        async with engine, anyio.create_task_group() as tg:
-            await tg.start(_api_service(engine, sock, log_level))
+        async with opened_engine(app) as engine, anyio.create_task_group() as tg:
+            await _check_keys(engine, app, host, no_auth)
+            sock = _bind(host, port)
+            await tg.start(_api_service(engine, sock, log_level, auth=not no_auth))
             _say(f"agentflow API ready at {_url(sock)}/api/v1 (OpenAPI: {_url(sock)}/openapi.json)")
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for signum in signals:
@@ -144,6 +152,21 @@ def serve(
     run_async(main)
 
 
+async def _check_keys(engine: Engine, app: str, host: str, no_auth: bool) -> None:
+    """Refuse to expose the API beyond loopback with no key; warn when no key exists."""
+    from .errors import UsageError
+
+    if no_auth or await engine.api_keys.any_active():
+        return
+    hint = f"create one with 'agentflow keys create {app} NAME'"
+    if not _is_loopback(host):
+        raise UsageError(
+            f"refusing to serve the API on {host!r} with no API key: anyone who can reach "
+            f"it could use it; {hint}"
+        )
+    _say(f"no API key yet: requests are refused until you {hint}", style="bold yellow")
+
+
 def _serve(
     app: str,
     options: dict[str, Any],
@@ -152,16 +175,12 @@ def _serve(
     mode: str,
     api: tuple[str, int] | None = None,
 ) -> None:
-    from .loader import load_engine
-
     async def main() -> bool:
         _configure_logging(log_level)
-        engine = load_engine(app)
-        await check_database(engine.database_url)
-        async with engine:
+        async with opened_engine(app) as engine:
             w = engine.worker(**options)
             services: list[Service] = []
-            api_url = None
+            api_url = api_key = None
             if mode == "dev":
                 services.append(_activity_feed(engine))
                 if api is not None:
@@ -169,9 +188,18 @@ def _serve(
                     if sock is not None:
                         services.append(_api_service(engine, sock, log_level))
                         api_url = _url(sock)
-            return await _run_until_signalled(
-                engine, w, services, app=app, mode=mode, api_url=api_url
-            )
+                        await engine.api_keys.revoke_named(DEV_KEY_NAME)
+                        api_key = (await engine.api_keys.create(DEV_KEY_NAME)).secret
+            try:
+                return await _run_until_signalled(
+                    engine, w, services, app=app, mode=mode, api_url=api_url, api_key=api_key
+                )
+            finally:
+                if api_key is not None:  # a session's key ends with the session
+                    import anyio
+
+                    with anyio.CancelScope(shield=True):
+                        await engine.api_keys.revoke_named(DEV_KEY_NAME)
 
     forced = run_async(main)
     if forced:
@@ -183,16 +211,15 @@ def _configure_logging(level: str) -> None:
 
     from rich.logging import RichHandler
 
-    from .errors import UsageError
     from .output import err_console
 
-    numeric = logging.getLevelName(level.upper())
-    if not isinstance(numeric, int):
-        raise UsageError(f"unknown --log-level {level!r}; use debug, info, warning or error")
+    numeric = parse_log_level(level)
     handler = RichHandler(console=err_console(), show_path=False, rich_tracebacks=False)
     logging.basicConfig(level=numeric, format="%(message)s", datefmt="[%X]", handlers=[handler])
-    # Alembic narrates every migration step at INFO; only say something when asked to.
-    logging.getLogger("alembic").setLevel(max(numeric, logging.WARNING))
+    # Alembic, uvicorn's startup and the MCP SDK narrate at INFO what the banner already
+    # says; only say something when asked to (--log-level debug).
+    for name in ("alembic", "uvicorn.error", "mcp"):
+        logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
 
 
 async def _run_until_signalled(
@@ -203,6 +230,7 @@ async def _run_until_signalled(
     app: str,
     mode: str,
     api_url: str | None = None,
+    api_key: str | None = None,
 ) -> bool:
     """Run the worker and ``services`` until a signal; True if shutdown had to be forced."""
     import anyio
@@ -238,7 +266,7 @@ async def _run_until_signalled(
                 await worker_group.start(w.run)
                 for service in services:
                     await services_group.start(service)
-                _announce(engine, w, app=app, mode=mode, api_url=api_url)
+                _announce(engine, w, app=app, mode=mode, api_url=api_url, api_key=api_key)
             # The worker has stopped: its runs finished or were handed back to the queue.
             services_group.cancel_scope.cancel()
         outer.cancel_scope.cancel()
@@ -250,13 +278,19 @@ async def _run_until_signalled(
 
 
 def _say(message: str, *, style: str = "bold") -> None:
-    from .output import err_console
+    from .output import say
 
-    err_console().print(message, style=style, markup=False, highlight=False, soft_wrap=True)
+    say(message, style=style, err=True)
 
 
 def _announce(
-    engine: Engine, w: Worker, *, app: str, mode: str, api_url: str | None = None
+    engine: Engine,
+    w: Worker,
+    *,
+    app: str,
+    mode: str,
+    api_url: str | None = None,
+    api_key: str | None = None,
 ) -> None:
     from rich.markup import escape
 
@@ -272,6 +306,15 @@ def _announce(
     if api_url is not None:
         lines.append(
             f"  http api:  {escape(api_url)}/api/v1  (OpenAPI: {escape(api_url)}/openapi.json)"
+        )
+        lines.append(
+            f"  mcp:       {escape(api_url)}/mcp  [dim](streamable HTTP; stdio: agentflow mcp "
+            f"{escape(app)})[/]"
+        )
+    if api_key is not None:
+        lines.append(
+            f"  api key:   {escape(api_key)}  [dim](this session's; "
+            "send as 'Authorization: Bearer <key>')[/]"
         )
     if mode == "dev":
         example = sorted(engine.workflows)[0] if engine.workflows else "WORKFLOW"
@@ -290,7 +333,7 @@ def _activity_feed(engine: Engine, interval: float = 0.5) -> Service:
         import anyio
         from rich.markup import escape
 
-        from .output import err_console, fmt_duration, run_duration, status_text
+        from .output import err_console, error_text, fmt_duration, run_duration, status_text
 
         seen = {run.id: run.status for run in await engine.list_runs(limit=100)}
         task_status.started()
@@ -305,8 +348,7 @@ def _activity_feed(engine: Engine, interval: float = 0.5) -> Service:
                 if run.status.is_terminal and run.started_at is not None:
                     line += f" in {fmt_duration(run_duration(run))}"
                 if run.error:
-                    error = f"{run.error.get('type')}: {run.error.get('message')}"
-                    line += f" [red]({escape(error)})[/]"
+                    line += f" [red]({escape(error_text(run.error))})[/]"
                 out.print(line, highlight=False)
 
     return feed
@@ -315,22 +357,27 @@ def _activity_feed(engine: Engine, interval: float = 0.5) -> Service:
 # -- the HTTP API as a service ----------------------------------------------------------------
 
 
-def _require_loopback(host: str) -> None:
+DEV_KEY_NAME = "agentflow dev"
+
+
+def _is_loopback(host: str) -> bool:
     import ipaddress
 
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _require_loopback(host: str, option: str) -> None:
     from .errors import UsageError
 
-    if host == "localhost":
-        return
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
+    if not _is_loopback(host):
         raise UsageError(
-            f"refusing to serve the API on {host!r}: it has no authentication yet, so it only "
-            "listens on a loopback address (127.0.0.1, ::1, localhost); put a proxy that "
-            "authenticates in front of it to expose it"
+            f"refusing to serve the API on {host!r} with {option}: without API keys it only "
+            "listens on a loopback address (127.0.0.1, ::1, localhost)"
         )
 
 
@@ -338,9 +385,10 @@ def _bind(host: str, port: int) -> socket.socket:
     """A listening socket on host:port (port 0 picks a free one), or a clear CLI error."""
     from .errors import CLIError
 
-    _require_loopback(host)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP: asyncio only sets TCP_NODELAY on sockets that say they are TCP;
+    # without it every keep-alive response waits ~40 ms for the client's delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -370,7 +418,9 @@ def _url(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def _api_service(engine: Engine, sock: socket.socket, log_level: str) -> Service:
+def _api_service(
+    engine: Engine, sock: socket.socket, log_level: str, *, auth: bool = True
+) -> Service:
     """A service running uvicorn with the API on ``sock``; it stops gracefully when cancelled."""
 
     async def api(*, task_status: TaskStatus[None]) -> None:
@@ -378,7 +428,7 @@ def _api_service(engine: Engine, sock: socket.socket, log_level: str) -> Service
 
         from .errors import CLIError
 
-        server, ready = _uvicorn_server(engine, log_level)
+        server, ready = _uvicorn_server(engine, log_level, auth=auth)
         async with anyio.create_task_group() as tg:
 
             async def run_server() -> None:
@@ -401,7 +451,7 @@ def _api_service(engine: Engine, sock: socket.socket, log_level: str) -> Service
     return api
 
 
-def _uvicorn_server(engine: Engine, log_level: str) -> tuple[Any, Any]:
+def _uvicorn_server(engine: Engine, log_level: str, *, auth: bool = True) -> tuple[Any, Any]:
     """A uvicorn server for the API that leaves signals to us, and an event set once it is up."""
     import contextlib
     from collections.abc import Iterator
@@ -423,7 +473,12 @@ def _uvicorn_server(engine: Engine, log_level: str) -> tuple[Any, Any]:
             await super().startup(sockets)
             ready.set()
 
+    level = log_level.lower()
     config = uvicorn.Config(
-        create_app(engine), log_level=log_level.lower(), lifespan="off", access_log=False
+        create_app(engine, auth=auth),
+        # uvicorn's startup lines repeat the banner: shown with --log-level debug only.
+        log_level=level if level in ("debug", "error", "critical") else "warning",
+        lifespan="on",
+        access_log=False,
     )
     return Server(config), ready

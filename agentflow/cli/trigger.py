@@ -4,26 +4,35 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from .errors import EXIT_FAILURE, UsageError
-from .options import AppArg, JsonOpt, parse_json, with_engine
+from .options import (
+    ApiKeyOpt,
+    JsonOpt,
+    MaybeAppArg,
+    ServerOpt,
+    Target,
+    parse_json,
+    target_with_arg,
+    with_backend,
+)
 
 if TYPE_CHECKING:
-    from agentflow.engine import Engine, RunHandle
+    from agentflow.client import Backend
     from agentflow.models import Run
 
 __all__ = ["trigger"]
 
 
 def trigger(
-    app: AppArg,
+    app: MaybeAppArg = None,
     workflow: Annotated[
-        str,
+        str | None,
         typer.Argument(metavar="WORKFLOW", help="The workflow id to run.", show_default=False),
-    ],
+    ] = None,
     payload: Annotated[
         str | None,
         typer.Option(
@@ -56,6 +65,8 @@ def trigger(
         ),
     ] = None,
     json_output: JsonOpt = False,
+    server: ServerOpt = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """Start a run of WORKFLOW.
 
@@ -63,15 +74,17 @@ def trigger(
     the exit code is then 0 only if the run completed. An invalid payload exits with code 2
     and lists every invalid field.
     """
-
+    where, workflow_id = target_with_arg(
+        app, server, api_key, workflow, "WORKFLOW", json_output=json_output
+    )
     triggered: list[str] = []
 
-    async def body(engine: Engine) -> Run | None:
+    async def body(engine: Backend) -> Run | None:
         if timeout is not None and not wait:
             raise UsageError("--timeout only makes sense with --wait")
         value = parse_json(payload, "--payload")
-        handle: RunHandle[Any] = await engine.trigger(
-            workflow, value, idempotency_key=idempotency_key, delay=delay, tags=tags or ()
+        handle = await engine.trigger(
+            workflow_id, value, idempotency_key=idempotency_key, delay=delay, tags=tags or ()
         )
         triggered.append(handle.id)
         run = await handle.get()
@@ -81,15 +94,15 @@ def trigger(
         if not json_output:
             verb = "triggered" if handle.created else "found existing"
             _note(f"{verb} run {run.id} ({run.workflow_id})")
-        return await _wait_with_progress(engine, run, timeout=timeout, app=app)
+        return await _wait_with_progress(engine, run, timeout=timeout, where=where)
 
     try:
-        run = with_engine(app, body, json_output=json_output)
+        run = with_backend(where, body, json_output=json_output)
     except KeyboardInterrupt:
         if triggered:
             _note(
                 f"stopped waiting; run {triggered[0]} goes on "
-                f"(follow it with: agentflow runs show {app} {triggered[0]})"
+                f"(follow it with: agentflow runs show {where.hint} {triggered[0]})"
             )
         raise SystemExit(130) from None
     if not wait or run is None:
@@ -100,9 +113,9 @@ def trigger(
 
 
 def _note(message: str) -> None:
-    from .output import err_console
+    from .output import say
 
-    err_console().print(message, style="dim", markup=False, highlight=False, soft_wrap=True)
+    say(message, style="dim", err=True)
 
 
 def _report_triggered(run: Run, *, created: bool, json_output: bool) -> None:
@@ -122,11 +135,18 @@ def _report_triggered(run: Run, *, created: bool, json_output: bool) -> None:
 
 
 def _report_finished(run: Run, *, json_output: bool) -> None:
-    import json
-
     from rich.markup import escape
 
-    from .output import console, err_console, fmt_duration, print_json, run_duration, status_text
+    from .output import (
+        err_console,
+        error_text,
+        fmt_duration,
+        pretty_json,
+        print_json,
+        run_duration,
+        say,
+        status_text,
+    )
 
     if json_output:
         print_json(run)
@@ -136,19 +156,14 @@ def _report_finished(run: Run, *, json_output: bool) -> None:
         line += f" in {fmt_duration(run_duration(run))}"
     if run.status.value == "completed":
         err_console().print(line, highlight=False)
-        console().print(
-            json.dumps(run.output, indent=2, ensure_ascii=False, default=str),
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
+        say(pretty_json(run.output))
         return
     if run.error:
-        line += f": {escape(str(run.error.get('type')))}: {escape(str(run.error.get('message')))}"
+        line += f": {escape(error_text(run.error))}"
     err_console().print(line, style="red", highlight=False)
 
 
-async def _describe(engine: Engine, run: Run, app: str, waited: float) -> str:
+async def _describe(engine: Backend, run: Run, where: Target, waited: float) -> str:
     """What the run is doing now, in a few words (with what to do about a waiting approval)."""
     from .output import fmt_time
 
@@ -163,7 +178,9 @@ async def _describe(engine: Engine, run: Run, app: str, waited: float) -> str:
         parts = []
         for wp in waits:
             if wp.kind == "approval":
-                parts.append(f"approval {wp.name!r} (agentflow approve {app} {run.id} {wp.name})")
+                parts.append(
+                    f"approval {wp.name!r} (agentflow approve {where.hint} {run.id} {wp.name})"
+                )
             elif wp.kind == "sleep":
                 parts.append(f"a timer (fires {fmt_time(wp.timeout_at)})")
             else:
@@ -172,11 +189,15 @@ async def _describe(engine: Engine, run: Run, app: str, waited: float) -> str:
     if status == "delayed":
         return f"delayed until {fmt_time(run.available_at)}"
     if status == "queued" and waited > 3:
-        return f"queued (is a worker running? start one with: agentflow worker {app})"
+        if where.app is None:
+            return "queued (is a worker running on the server's database?)"
+        return f"queued (is a worker running? start one with: agentflow worker {where.app})"
     return status
 
 
-async def _wait_with_progress(engine: Engine, run: Run, *, timeout: float | None, app: str) -> Run:
+async def _wait_with_progress(
+    engine: Backend, run: Run, *, timeout: float | None, where: Target
+) -> Run:
     """Wait for ``run`` to end; show a spinner (or status lines when not on a terminal)."""
     from contextlib import nullcontext
 
@@ -192,18 +213,18 @@ async def _wait_with_progress(engine: Engine, run: Run, *, timeout: float | None
     shown = ""
     with spinner as status:
         while not run.status.is_terminal:
-            text = f"run {run.id}: {await _describe(engine, run, app, time.monotonic() - began)}"
+            text = f"run {run.id}: {await _describe(engine, run, where, time.monotonic() - began)}"
             if text != shown:
                 shown = text
                 if status is not None:
                     status.update(text)
                 else:
-                    console.print(text, style="dim", markup=False, highlight=False, soft_wrap=True)
+                    _note(text)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise CLIError(
                     f"run {run.id} is still {run.status.value} after {timeout}s; it goes on "
-                    f"(follow it with: agentflow runs show {app} {run.id})",
+                    f"(follow it with: agentflow runs show {where.hint} {run.id})",
                     code="wait_timeout",
                 )
             try:
