@@ -1,0 +1,61 @@
+"""Bounded reads of a run: a page of its logs, its newest logs, and the newest journal step,
+log entry and stream chunk (what the watcher fingerprints).
+
+Each is one indexed query: ``agentflow_steps`` is keyed by (run_id, seq), logs and stream
+chunks are indexed by (run_id, id), so none of them reads more rows than it returns.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from agentflow.models import LogEntry
+from agentflow.storage.tables import logs, steps, stream_chunks
+
+if TYPE_CHECKING:
+    from agentflow.engine import Engine
+
+__all__ = ["Activity", "latest_activity", "log_page", "recent_logs"]
+
+Activity = tuple[int | None, int | None, int | None]
+"""The run's last journal step seq, last log entry id and last stream chunk id."""
+
+
+async def latest_activity(engine: Engine, run_id: str) -> Activity:
+    """What a run appended last: changes whenever a step, log entry or chunk is added."""
+
+    def last(column: sa.ColumnElement[int], run: sa.ColumnElement[str]) -> sa.ScalarSelect[int]:
+        return sa.select(sa.func.max(column)).where(run == run_id).scalar_subquery()
+
+    query = sa.select(
+        last(steps.c.seq, steps.c.run_id),
+        last(logs.c.id, logs.c.run_id),
+        last(stream_chunks.c.id, stream_chunks.c.run_id),
+    )
+
+    def read(conn: Connection) -> Activity:
+        step, log, chunk = conn.execute(query).one()
+        return step, log, chunk
+
+    return await engine.db.read(read)
+
+
+async def log_page(
+    engine: Engine, run_id: str, *, after_id: int, limit: int
+) -> tuple[list[LogEntry], bool]:
+    """Up to ``limit`` log entries with an id above ``after_id``, oldest first, and whether
+    more follow."""
+    entries = await engine.get_logs(run_id, after_id=after_id, limit=limit + 1)
+    return entries[:limit], len(entries) > limit
+
+
+async def recent_logs(engine: Engine, run_id: str, *, limit: int) -> tuple[list[LogEntry], bool]:
+    """The newest ``limit`` log entries, oldest first, and whether older ones were left out."""
+    query = sa.select(logs).where(logs.c.run_id == run_id).order_by(logs.c.id.desc())
+    rows = await engine.db.read(
+        lambda conn: [r._mapping for r in conn.execute(query.limit(limit + 1))]
+    )
+    return [LogEntry.from_row(r) for r in reversed(rows[:limit])], len(rows) > limit
