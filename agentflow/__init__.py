@@ -12,9 +12,18 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .agents import (
+        Agent,
+        FunctionModel,
+        LiteLLMModel,
+        OpenAIModel,
+        ScriptedModel,
+        tool,
+    )
     from .context import (
         RunContext,
         RunLogger,
+        step_idempotency_key,
     )
     from .engine import (
         Engine,
@@ -71,6 +80,7 @@ if TYPE_CHECKING:
     )
 
 _EXPORTS = {
+    "Agent": "agents",
     "AgentflowError": "errors",
     "ApprovalDecision": "models",
     "ApprovalError": "errors",
@@ -80,10 +90,13 @@ _EXPORTS = {
     "ConflictError": "errors",
     "Engine": "engine",
     "EventRecord": "models",
+    "FunctionModel": "agents",
+    "LiteLLMModel": "agents",
     "LogEntry": "models",
     "NonDeterminismError": "errors",
     "NonRetryableError": "errors",
     "NotFoundError": "errors",
+    "OpenAIModel": "agents",
     "PayloadValidationError": "errors",
     "Queue": "flow",
     "RateLimit": "flow",
@@ -92,8 +105,10 @@ _EXPORTS = {
     "Schedule": "schedules",
     "ScheduleError": "schedules",
     "ScheduleNotFoundError": "schedules",
+    "ScriptedModel": "agents",
     "Run": "models",
     "RunContext": "context",
+    "step_idempotency_key": "context",
     "RunFailedError": "errors",
     "RunHandle": "engine",
     "RunLogger": "context",
@@ -101,16 +116,19 @@ _EXPORTS = {
     "RunStatus": "status",
     "StepFailedError": "errors",
     "StepRecord": "models",
+    "StreamChunk": "models",
     "StorageUnavailableError": "errors",
     "WaitTimeoutError": "errors",
     "WaitpointRecord": "models",
     "Worker": "worker",
     "Workflow": "workflows",
     "WorkflowNotFoundError": "errors",
+    "tool": "agents",
     "workflow": "workflows",
 }
 
 __all__ = [
+    "Agent",
     "AgentflowError",
     "ApprovalDecision",
     "ApprovalError",
@@ -120,10 +138,13 @@ __all__ = [
     "ConflictError",
     "Engine",
     "EventRecord",
+    "FunctionModel",
+    "LiteLLMModel",
     "LogEntry",
     "NonDeterminismError",
     "NonRetryableError",
     "NotFoundError",
+    "OpenAIModel",
     "PayloadValidationError",
     "Queue",
     "RateLimit",
@@ -139,14 +160,18 @@ __all__ = [
     "Schedule",
     "ScheduleError",
     "ScheduleNotFoundError",
+    "ScriptedModel",
     "StepFailedError",
     "StepRecord",
     "StorageUnavailableError",
+    "StreamChunk",
     "WaitTimeoutError",
     "WaitpointRecord",
     "Worker",
     "Workflow",
     "WorkflowNotFoundError",
+    "step_idempotency_key",
+    "tool",
     "workflow",
 ]
 
