@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
-from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
+from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
     INVALID_PARAMS,
@@ -22,9 +22,10 @@ from mcp_types import (
 
 from agentflow.errors import AgentflowError
 
+from .listen import ListenStreams
 from .registry import ToolFailure, ToolSpec, by_name, error_result
 from .resources import RunResources
-from .tasks import Tasks
+from .tasks import Tasks, declared
 from .tools import TOOL_NAMES, operation_tools
 from .watch import RunWatcher
 from .workflow_tools import WorkflowTools, select_workflows
@@ -98,7 +99,7 @@ def build_server(
     ) -> CallToolResult | dict[str, Any]:
         spec = _find(tools, hidden, params.name)
         arguments = params.arguments or {}
-        if spec.workflow is not None and Tasks.wanted(ctx):
+        if spec.workflow is not None and declared(ctx):
             try:
                 return await tasks.create(await workflows.start(spec.workflow, arguments))
             except AgentflowError as exc:
@@ -127,9 +128,8 @@ def build_server(
         on_read_resource=resources.read,
         on_subscribe_resource=resources.subscribe,
         on_unsubscribe_resource=resources.unsubscribe,
-        on_subscriptions_listen=ListenHandler(bus),
+        on_subscriptions_listen=ListenStreams(bus, watcher, tasks),
     )
-    server.middleware.append(watcher.listen_middleware)
     tasks.install(server)
     return server
 

@@ -28,6 +28,7 @@ from mcp.server.lowlevel.server import Server
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
     INVALID_PARAMS,
+    MISSING_REQUIRED_CLIENT_CAPABILITY,
     ElicitRequest,
     ElicitRequestFormParams,
     ElicitResult,
@@ -45,7 +46,7 @@ from .workflow_tools import WorkflowTools
 if TYPE_CHECKING:
     from agentflow.engine import Engine
 
-__all__ = ["TASKS_EXTENSION", "Tasks"]
+__all__ = ["TASKS_EXTENSION", "Tasks", "declared", "require_extension"]
 
 logger = logging.getLogger("agentflow.mcp")
 
@@ -86,6 +87,31 @@ def _input_request(run: Run, wp: WaitpointRecord) -> dict[str, Any]:
     return request.model_dump(by_alias=True, mode="json", exclude_none=True)
 
 
+def declared(ctx: ServerRequestContext[Any, Any]) -> bool:
+    """Whether this request's client declared the extension (on a protocol that has it)."""
+    if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+        return False
+    capabilities = ctx.session.client_capabilities
+    return bool(
+        capabilities and capabilities.extensions and TASKS_EXTENSION in capabilities.extensions
+    )
+
+
+def require_extension(ctx: ServerRequestContext[Any, Any]) -> None:
+    """Refuse a tasks request (or task subscription) from a client that did not declare the
+    extension, with the extension's "missing required client capability" error.
+
+    Raises:
+        MCPError: (-32021) the request's client did not declare the extension.
+    """
+    if not declared(ctx):
+        raise MCPError(
+            MISSING_REQUIRED_CLIENT_CAPABILITY,
+            f"Missing required client capability: the {TASKS_EXTENSION} extension",
+            {"requiredCapabilities": {"extensions": {TASKS_EXTENSION: {}}}},
+        )
+
+
 class Tasks:
     """The extension's methods, served on a :class:`mcp.server.lowlevel.server.Server`."""
 
@@ -113,16 +139,6 @@ class Tasks:
             server.add_request_handler("tasks/update", UpdateTaskParams, self.update)
             server.add_request_handler("tasks/cancel", TaskParams, self.cancel)
 
-    @staticmethod
-    def wanted(ctx: ServerRequestContext[Any, Any]) -> bool:
-        """Whether this request's client declared the extension (on a protocol that has it)."""
-        if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
-            return False
-        capabilities = ctx.session.client_capabilities
-        return bool(
-            capabilities and capabilities.extensions and TASKS_EXTENSION in capabilities.extensions
-        )
-
     async def create(self, run_id: str) -> dict[str, Any]:
         """The ``CreateTaskResult`` answering a tool call whose run was just created."""
         run = await self.engine.get_run(run_id)
@@ -132,7 +148,11 @@ class Tasks:
 
     async def get(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> dict[str, Any]:
         """``tasks/get``: the task with its input requests, result or error."""
-        run = await self._run(params.task_id)
+        require_extension(ctx)
+        return {"resultType": "complete", **await self.detail(await self._run(params.task_id))}
+
+    async def detail(self, run: Run) -> dict[str, Any]:
+        """The run as a detailed task (what ``tasks/get`` and ``notifications/tasks`` carry)."""
         approvals: list[WaitpointRecord] = []
         if run.status is RunStatus.WAITING:
             approvals = await self.engine.pending_approvals(run.id)
@@ -142,7 +162,7 @@ class Tasks:
         elif task["status"] == "completed":
             result = await self.workflow_tools.result(run)
             task["result"] = result.model_dump(by_alias=True, mode="json", exclude_none=True)
-        return {"resultType": "complete", **task}
+        return task
 
     async def update(
         self, ctx: ServerRequestContext[Any, Any], params: UpdateTaskParams
@@ -154,6 +174,7 @@ class Tasks:
         someone else answered first) is acknowledged and changes nothing: the first
         decision stands.
         """
+        require_extension(ctx)
         run = await self._run(params.task_id)
         approvals = {
             wp.id: wp for wp in await self.engine.list_waitpoints(run_id=run.id, kind="approval")
@@ -179,6 +200,7 @@ class Tasks:
         self, ctx: ServerRequestContext[Any, Any], params: TaskParams
     ) -> dict[str, Any]:
         """``tasks/cancel``: cancel the run (cooperatively, if a worker is executing it)."""
+        require_extension(ctx)
         run = await self._run(params.task_id)
         try:
             await self.engine.cancel(run.id)

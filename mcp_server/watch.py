@@ -4,7 +4,8 @@ A run may be executed by a worker in another process, so the only shared truth i
 database: the watcher polls the runs someone subscribed to (and only those) every
 ``interval`` seconds and announces the resources of each run that changed. Clients subscribe
 with ``subscriptions/listen`` (protocol 2026-07-28, delivered through the server's subscription
-bus) or ``resources/subscribe`` (earlier protocol versions, sent on the client's session).
+bus, see :mod:`mcp_server.listen`) or ``resources/subscribe`` (earlier protocol versions, sent
+on the client's session).
 """
 
 from __future__ import annotations
@@ -17,10 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskStatus
-from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.subscriptions import ResourceUpdated, SubscriptionBus
-from mcp_types import SubscriptionsListenRequestParams
-from pydantic import ValidationError
 
 from agentflow.errors import RunNotFoundError
 
@@ -212,24 +210,6 @@ class RunWatcher:
         return (run.status, run.updated_at, run.cancel_requested, *activity)
 
     # -- subscription front doors ----------------------------------------------------------
-
-    async def listen_middleware(
-        self, ctx: ServerRequestContext[Any, Any], call_next: CallNext
-    ) -> HandlerResult:
-        """Server middleware: watch the runs a ``subscriptions/listen`` stream asks about
-        for as long as the stream is open."""
-        if ctx.method != "subscriptions/listen":
-            return await call_next(ctx)
-        try:
-            params = SubscriptionsListenRequestParams.model_validate(ctx.params or {})
-        except ValidationError:
-            return await call_next(ctx)  # the SDK answers with the validation error
-        uris = params.notifications.resource_subscriptions or []
-        unsubscribe = await self.subscribe(uris)
-        try:
-            return await call_next(ctx)
-        finally:
-            unsubscribe()
 
     def session_sink(self, send: Sink) -> Sink:
         """A sink for a session of an earlier protocol version, which may close any time."""

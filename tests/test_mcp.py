@@ -20,19 +20,34 @@ from mcp.client.subscriptions import ResourceUpdated, Subscription
 from mcp.server.lowlevel.server import Server
 from mcp.server.subscriptions import InMemorySubscriptionBus, ServerEvent
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
-from mcp_types import INVALID_PARAMS, CallToolResult, ResourceUpdatedNotification
+from mcp.shared.subscriptions import SUBSCRIPTION_ID_META_KEY
+from mcp_types import (
+    INVALID_PARAMS,
+    MISSING_REQUIRED_CLIENT_CAPABILITY,
+    CallToolResult,
+    ResourceUpdatedNotification,
+)
 
 from agentflow import Engine, RunContext, RunStatus, workflow
 from agentflow.api import create_app
 from agentflow.errors import StorageUnavailableError
 from agentflow.models import Run
 from mcp_server import TASKS_EXTENSION, build_server
+from mcp_server.listen import MAX_TASK_IDS, ListenStreams
 from mcp_server.tools import TOOL_NAMES
 from mcp_server.watch import RunWatcher
 
 from ._support import eventually, running_worker
 from .apps.mcp_app import WORKFLOWS
-from .apps.mcp_client import CreateTaskResult, TasksClient, task_request
+from .apps.mcp_client import (
+    AnyResult,
+    CreateTaskResult,
+    ListenRequest,
+    TasksClient,
+    listening,
+    next_push,
+    task_request,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -50,7 +65,8 @@ def engine(make_engine: Callable[..., Engine]) -> Engine:
 async def connect(engine: Engine, **options: Any) -> AsyncIterator[Client]:
     options.setdefault("wait_seconds", 5.0)
     options.setdefault("watch_interval", 0.05)
-    extensions = [TasksClient()] if options.pop("tasks", False) else None
+    tasks = options.pop("tasks", False)
+    extensions = [tasks if isinstance(tasks, TasksClient) else TasksClient()] if tasks else None
     async with Client(build_server(engine, **options), extensions=extensions) as client:
         yield client
 
@@ -299,12 +315,12 @@ async def gated(ctx: RunContext, key: str) -> int:
 
 
 def watcher_of(server: Server[Any]) -> RunWatcher:
-    """The server's watcher (its listen middleware is a method of it)."""
-    for middleware in server.middleware:
-        owner = getattr(middleware, "__self__", None)
-        if isinstance(owner, RunWatcher):
-            return owner
-    raise AssertionError("the server has no RunWatcher")
+    """The server's watcher (its listen handler holds it)."""
+    entry = server.get_request_handler("subscriptions/listen")
+    assert entry is not None
+    handler = entry.handler
+    assert isinstance(handler, ListenStreams)
+    return handler.watcher
 
 
 async def next_update(events: Subscription) -> str:
@@ -606,6 +622,54 @@ async def test_tasks_reject_and_cancel(engine: Engine) -> None:
         assert error.is_error
         plain = await client.call_tool("list_workflows", {})
         assert not plain.is_error
+
+
+async def test_task_status_is_pushed_to_listen_streams(engine: Engine) -> None:
+    extension = TasksClient()
+    async with running_worker(engine), connect(engine, tasks=extension) as client:
+        created = await client.session.call_tool(
+            "refund_order", {"order_id": "o7", "amount_cents": 7}, allow_claimed=True
+        )
+        assert isinstance(created, CreateTaskResult)
+        task_id = created.task_id
+        async with listening(client.session, taskIds=[task_id, "run_missing"]):
+            # The current state comes first, then each change, as tasks/get shows it.
+            waiting = await next_push(extension.pushed, task_id, "input_required")
+            assert waiting["_meta"][SUBSCRIPTION_ID_META_KEY]
+            polled = await task_request(client.session, "tasks/get", taskId=task_id)
+            assert {k: v for k, v in waiting.items() if k != "_meta"} == {
+                k: v for k, v in polled.items() if k not in ("_meta", "resultType")
+            }
+            [key] = waiting["inputRequests"]
+            answer = {key: {"action": "accept", "content": {"approved": True}}}
+            await task_request(
+                client.session, "tasks/update", taskId=task_id, inputResponses=answer
+            )
+            done = await next_push(extension.pushed, task_id, "completed")
+            assert done["result"]["structuredContent"]["output"]["status"] == "refunded"
+    # Only known tasks are followed: nothing was pushed for the missing one.
+    extension._push.close()
+    assert all([task["taskId"] == task_id async for task in extension.pushed])
+
+
+async def test_tasks_need_the_extension_declared(engine: Engine) -> None:
+    run_id = await queued_run(engine)
+    async with connect(engine) as client:
+        for method in ("tasks/get", "tasks/cancel"):
+            with pytest.raises(MCPError, match="Missing required client capability") as exc:
+                await task_request(client.session, method, taskId=run_id)
+            assert exc.value.code == MISSING_REQUIRED_CLIENT_CAPABILITY
+            assert exc.value.data == {"requiredCapabilities": {"extensions": {TASKS_EXTENSION: {}}}}
+        listen = ListenRequest(params={"notifications": {"taskIds": [run_id]}})
+        with pytest.raises(MCPError, match="Missing required client capability"):
+            await client.session.send_request(listen, AnyResult)
+    assert await status_of(engine, run_id) is RunStatus.QUEUED
+    async with connect(engine, tasks=True) as client:
+        for task_ids in (run_id, [1], ["run_x"] * (MAX_TASK_IDS + 1)):
+            listen = ListenRequest(params={"notifications": {"taskIds": task_ids}})
+            with pytest.raises(MCPError, match="taskIds") as exc:
+                await client.session.send_request(listen, AnyResult)
+            assert exc.value.code == INVALID_PARAMS
 
 
 # -- read-only --------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from mcp_server import McpEndpoint
 from ._support import eventually, running_worker
 from ._support import serving as serve_app
 from .apps.mcp_app import WORKFLOWS
-from .apps.mcp_client import CreateTaskResult, TasksClient, task_request
+from .apps.mcp_client import CreateTaskResult, TasksClient, listening, next_push, task_request
 
 pytestmark = pytest.mark.anyio
 
@@ -102,7 +102,8 @@ async def test_approval_round_trip_and_tasks_over_http(engine: Engine) -> None:
             assert invalid.is_error
             assert "amount_cents" in invalid.content[0].text  # type: ignore[union-attr]
 
-        async with Client(url, extensions=[TasksClient()]) as client:
+        extension = TasksClient()
+        async with Client(url, extensions=[extension]) as client:
             created = await client.session.call_tool(
                 "refund_order", {"order_id": "h3", "amount_cents": 7}, allow_claimed=True
             )
@@ -113,19 +114,18 @@ async def test_approval_round_trip_and_tasks_over_http(engine: Engine) -> None:
                 return task if task["status"] == "input_required" else None
 
             task = await eventually(input_required, what="the task to need input")
-            answer = {
-                key: {"action": "accept", "content": {"approved": True}}
-                for key in task["inputRequests"]
-            }
-            await task_request(
-                client.session, "tasks/update", taskId=created.task_id, inputResponses=answer
-            )
-
-            async def task_completed() -> dict[str, Any] | None:
-                task = await task_request(client.session, "tasks/get", taskId=created.task_id)
-                return task if task["status"] == "completed" else None
-
-            task = await eventually(task_completed, what="the task to complete")
+            # Task status pushes ride a subscriptions/listen stream (an SSE response here).
+            async with listening(client.session, taskIds=[created.task_id]):
+                pushed = await next_push(extension.pushed, created.task_id, "input_required")
+                assert pushed["inputRequests"] == task["inputRequests"]
+                answer = {
+                    key: {"action": "accept", "content": {"approved": True}}
+                    for key in task["inputRequests"]
+                }
+                await task_request(
+                    client.session, "tasks/update", taskId=created.task_id, inputResponses=answer
+                )
+                task = await next_push(extension.pushed, created.task_id, "completed")
             assert task["result"]["structuredContent"]["output"]["order_id"] == "h3"
 
 

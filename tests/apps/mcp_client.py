@@ -7,11 +7,13 @@ result of ``tools/call``, and send the extension's requests through the session'
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 import anyio
-from mcp.client.extension import ClaimContext, ClientExtension, ResultClaim
+from anyio.streams.memory import MemoryObjectReceiveStream
+from mcp.client.extension import ClaimContext, ClientExtension, NotificationBinding, ResultClaim
 from mcp.client.session import ClientSession
 from mcp_types import CallToolResult, Request, Result
 from pydantic import BaseModel, ConfigDict
@@ -56,7 +58,54 @@ async def _resolve(task: CreateTaskResult, ctx: ClaimContext) -> CallToolResult:
 
 
 class TasksClient(ClientExtension):
+    """Declares the extension, claims task results, and collects ``notifications/tasks``
+    (read them from :attr:`pushed`)."""
+
     identifier = TASKS_EXTENSION
+
+    def __init__(self) -> None:
+        self._push, self.pushed = anyio.create_memory_object_stream[dict[str, Any]](100)
 
     def claims(self) -> Sequence[ResultClaim[Any]]:
         return [ResultClaim(result_type="task", model=CreateTaskResult, resolve=_resolve)]
+
+    def notifications(self) -> Sequence[NotificationBinding[Any]]:
+        async def on_task(params: AnyResult) -> None:
+            await self._push.send(params.model_dump())
+
+        return [
+            NotificationBinding(
+                method="notifications/tasks", params_type=AnyResult, handler=on_task
+            )
+        ]
+
+
+class ListenRequest(Request[dict[str, Any], Literal["subscriptions/listen"]]):
+    method: Literal["subscriptions/listen"] = "subscriptions/listen"
+
+
+@asynccontextmanager
+async def listening(session: ClientSession, **notifications: Any) -> AsyncIterator[None]:
+    """Hold a raw ``subscriptions/listen`` stream open (the SDK's ``Client.listen`` knows no
+    extension keys such as ``taskIds``); what it carries arrives through the extensions'
+    notification bindings. Errors of the request are raised on exit."""
+    async with anyio.create_task_group() as tg:
+
+        async def hold() -> None:
+            request = ListenRequest(params={"notifications": notifications})
+            await session.send_request(request, AnyResult)
+
+        tg.start_soon(hold)
+        yield
+        tg.cancel_scope.cancel()
+
+
+async def next_push(
+    pushed: MemoryObjectReceiveStream[dict[str, Any]], task_id: str, status: str
+) -> dict[str, Any]:
+    """The next ``notifications/tasks`` for ``task_id`` with ``status`` (others are skipped)."""
+    with anyio.fail_after(10):
+        async for task in pushed:
+            if task["taskId"] == task_id and task["status"] == status:
+                return task
+    raise AssertionError("the client closed")
