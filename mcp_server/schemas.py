@@ -12,12 +12,11 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentflow import models
-from agentflow.limits import KEY_LENGTH, MAX_ID
+from agentflow.limits import KEY_LENGTH, MAX_DELAY, MAX_ID
 from agentflow.models import LogEntry, Run, StepRecord, WaitpointRecord
 from agentflow.status import RunStatus
 
 __all__ = [
-    "MAX_DELAY",
     "MAX_ID",
     "MAX_LOGS",
     "MAX_WAIT_SECONDS",
@@ -41,10 +40,6 @@ __all__ = [
 
 MAX_WAIT_SECONDS = 60.0
 """The longest a tool call waits for a run: agents should poll ``get_run`` beyond that."""
-
-MAX_DELAY = 10 * 365.25 * 86400
-"""The longest a run may be delayed (ten years, in seconds): tighter than the engine's own
-``agentflow.limits.MAX_DELAY``, and part of trigger_workflow's published schema."""
 
 MAX_LOGS = 1000
 """The most log entries one answer carries (get_run_logs pages with after_id)."""
@@ -76,7 +71,7 @@ class TriggerInput(_Input):
         ge=0,
         le=MAX_DELAY,
         allow_inf_nan=False,
-        description="Seconds to wait before the run starts (at most ten years).",
+        description="Seconds to wait before the run starts (at most 100 years).",
     )
     wait_seconds: float = Field(
         0,

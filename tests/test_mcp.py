@@ -31,6 +31,7 @@ from mcp_types import (
 from agentflow import Engine, RunContext, RunStatus, workflow
 from agentflow.api import create_app
 from agentflow.errors import StorageUnavailableError
+from agentflow.limits import MAX_DELAY
 from agentflow.models import Run
 from mcp_server import TASKS_EXTENSION, build_server
 from mcp_server.listen import MAX_TASK_IDS, ListenStreams
@@ -715,7 +716,7 @@ async def test_arguments_out_of_the_databases_range_are_refused_by_field(engine:
     async with connect(engine, wait_seconds=0) as client:
         cases: list[tuple[str, dict[str, Any], str]] = [
             ("trigger_workflow", {"workflow": "greet", "delay": 1e300}, "delay"),
-            ("trigger_workflow", {"workflow": "greet", "delay": 11 * 365 * 86400}, "delay"),
+            ("trigger_workflow", {"workflow": "greet", "delay": MAX_DELAY * 1.01}, "delay"),
             ("trigger_workflow", {"workflow": "greet", "delay": -1}, "delay"),
             (
                 "trigger_workflow",
@@ -743,7 +744,7 @@ async def test_arguments_out_of_the_databases_range_are_refused_by_field(engine:
             workflow="greet",
             payload={"name": "b"},
             idempotency_key=fits,
-            delay=10 * 365 * 86400,
+            delay=MAX_DELAY,
         )
         assert started["run"]["idempotency_key"] == fits
         event = await call(client, "send_event", name=fits, id=fits)
