@@ -1,5 +1,5 @@
-"""Bounded reads of a run: a page of its logs, its newest logs, and the newest journal step,
-log entry and stream chunk (what the watcher fingerprints).
+"""Bounded reads of a run: a page of its logs, its newest logs, the newest journal step, log
+entry and stream chunk (what the watcher fingerprints), and the approvals holding it up.
 
 Each is one indexed query: ``agentflow_steps`` is keyed by (run_id, seq), logs and stream
 chunks are indexed by (run_id, id), so none of them reads more rows than it returns.
@@ -12,13 +12,16 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from agentflow.models import LogEntry
+from agentflow.models import LogEntry, WaitpointRecord
 from agentflow.storage.tables import logs, steps, stream_chunks
 
 if TYPE_CHECKING:
     from agentflow.engine import Engine
 
-__all__ = ["Activity", "latest_activity", "log_page", "recent_logs"]
+__all__ = ["Activity", "approvals_of", "latest_activity", "log_page", "recent_logs"]
+
+MAX_CHILD_DEPTH = 8
+"""How many levels of child runs are searched for the approvals a run waits on."""
 
 Activity = tuple[int | None, int | None, int | None]
 """The run's last journal step seq, last log entry id and last stream chunk id."""
@@ -59,3 +62,31 @@ async def recent_logs(engine: Engine, run_id: str, *, limit: int) -> tuple[list[
         lambda conn: [r._mapping for r in conn.execute(query.limit(limit + 1))]
     )
     return [LogEntry.from_row(r) for r in reversed(rows[:limit])], len(rows) > limit
+
+
+async def approvals_of(
+    engine: Engine, run_id: str, *, pending: bool = True
+) -> list[WaitpointRecord]:
+    """The approvals a run waits on: its own, then those of the child runs it waits for (and
+    of theirs, up to :data:`MAX_CHILD_DEPTH` levels), oldest first within each run.
+
+    A workflow that runs a child workflow and waits for it is held up by the child's approval
+    as much as by its own, so that is where a caller is sent to answer it (each approval
+    names its run). ``pending=False`` also returns decided approvals, of every child the
+    run ever waited for.
+    """
+    status = "pending" if pending else None
+    found: list[WaitpointRecord] = []
+    seen = {run_id}
+    level = [run_id]
+    for _ in range(MAX_CHILD_DEPTH + 1):
+        children: list[str] = []
+        for current in level:
+            found += await engine.list_waitpoints(run_id=current, kind="approval", status=status)
+            waits = await engine.list_waitpoints(run_id=current, kind="child", status=status)
+            children += [wp.target for wp in waits if wp.target and wp.target not in seen]
+        seen.update(children)
+        if not children:
+            break
+        level = children
+    return found

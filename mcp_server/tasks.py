@@ -41,6 +41,7 @@ from agentflow.errors import ApprovalError, ConflictError, RunNotFoundError
 from agentflow.models import Run, WaitpointRecord
 from agentflow.status import RunStatus, WaitpointStatus
 
+from .queries import approvals_of
 from .workflow_tools import WorkflowTools
 
 if TYPE_CHECKING:
@@ -80,6 +81,9 @@ def _input_request(run: Run, wp: WaitpointRecord) -> dict[str, Any]:
         params=ElicitRequestFormParams(
             message=(
                 f"Run {run.id} of {run.workflow_id!r} asks for approval {wp.name!r} of: {data}"
+                if wp.run_id == run.id
+                else f"Run {run.id} of {run.workflow_id!r} waits for its child run {wp.run_id}, "
+                f"which asks for approval {wp.name!r} of: {data}"
             ),
             requested_schema=_APPROVAL_SCHEMA,
         )
@@ -155,7 +159,7 @@ class Tasks:
         """The run as a detailed task (what ``tasks/get`` and ``notifications/tasks`` carry)."""
         approvals: list[WaitpointRecord] = []
         if run.status is RunStatus.WAITING:
-            approvals = await self.engine.pending_approvals(run.id)
+            approvals = await approvals_of(self.engine, run.id)
         task = self._task(run, approvals)
         if task["status"] == "input_required":
             task["inputRequests"] = {wp.id: _input_request(run, wp) for wp in approvals}
@@ -176,9 +180,7 @@ class Tasks:
         """
         require_extension(ctx)
         run = await self._run(params.task_id)
-        approvals = {
-            wp.id: wp for wp in await self.engine.list_waitpoints(run_id=run.id, kind="approval")
-        }
+        approvals = {wp.id: wp for wp in await approvals_of(self.engine, run.id, pending=False)}
         decisions: list[tuple[WaitpointRecord, _Decision]] = []
         for key, raw in params.input_responses.items():
             wp = approvals.get(key)

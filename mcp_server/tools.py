@@ -12,7 +12,7 @@ from agentflow import models
 from agentflow.models import ApprovalDecision, EventRecord, Run
 from agentflow.status import RunStatus
 
-from .queries import log_page
+from .queries import approvals_of, log_page
 from .registry import READ, ToolFailure, ToolSpec, typed_tool
 from .schemas import (
     ApproveInput,
@@ -66,7 +66,9 @@ _DECIDE = ToolAnnotations(
 
 
 async def pending_approvals(engine: Engine, run_id: str) -> list[PendingApproval]:
-    return [PendingApproval.of(wp) for wp in await engine.pending_approvals(run_id)]
+    """What holds the run up: its pending approvals and those of the child runs it waits for
+    (each names its run: answer it there)."""
+    return [PendingApproval.of(wp) for wp in await approvals_of(engine, run_id)]
 
 
 async def settle(engine: Engine, run_id: str, timeout: float) -> Run:

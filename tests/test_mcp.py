@@ -39,7 +39,7 @@ from mcp_server.tools import TOOL_NAMES
 from mcp_server.watch import RunWatcher
 
 from ._support import eventually, running_worker
-from .apps.mcp_app import WORKFLOWS
+from .apps.mcp_app import WORKFLOWS, Refund, refund_order
 from .apps.mcp_client import (
     AnyResult,
     CreateTaskResult,
@@ -651,6 +651,41 @@ async def test_task_status_is_pushed_to_listen_streams(engine: Engine) -> None:
     # Only known tasks are followed: nothing was pushed for the missing one.
     extension._push.close()
     assert all([task["taskId"] == task_id async for task in extension.pushed])
+
+
+@workflow(id="refund_via_child", description="Refund through the refund_order workflow.")
+async def refund_via_child(ctx: RunContext, req: Refund) -> Any:
+    return await ctx.trigger_and_wait(refund_order, req.model_dump())
+
+
+async def test_a_child_runs_approval_holds_up_the_parents_task(
+    make_engine: Callable[..., Engine],
+) -> None:
+    engine = make_engine([*WORKFLOWS, refund_via_child])
+    async with running_worker(engine), connect(engine, tasks=True) as client:
+        created = await client.session.call_tool(
+            "refund_via_child", {"order_id": "c1", "amount_cents": 3}, allow_claimed=True
+        )
+        assert isinstance(created, CreateTaskResult)
+        task = await task_status(client, created.task_id, "input_required")
+        [(key, request)] = task["inputRequests"].items()
+        assert "waits for its child run" in request["params"]["message"]
+        # get_run sends the caller to the child run, where the approval is answered.
+        [pending] = (await call(client, "get_run", run_id=created.task_id))["pending_approvals"]
+        child_id = pending["run_id"]
+        assert child_id != created.task_id
+        assert (await engine.get_run(child_id)).parent_id == created.task_id
+
+        answer = {key: {"action": "accept", "content": {"approved": True}}}
+        await task_request(
+            client.session, "tasks/update", taskId=created.task_id, inputResponses=answer
+        )
+        task = await task_status(client, created.task_id, "completed")
+        assert task["result"]["structuredContent"]["output"]["status"] == "refunded"
+        # Answering again is acknowledged: the first decision stands.
+        await task_request(
+            client.session, "tasks/update", taskId=created.task_id, inputResponses=answer
+        )
 
 
 async def test_tasks_need_the_extension_declared(engine: Engine) -> None:
