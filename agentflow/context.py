@@ -620,6 +620,7 @@ class RunContext:
                 parent_id=self.run_id,
                 idempotency_key=idempotency_key,
                 idempotency_ttl=self._engine.idempotency_ttl if idempotency_key else None,
+                priority_aging=self._engine.priority_aging,
             )
             for p in payloads
         ]

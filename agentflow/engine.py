@@ -254,6 +254,7 @@ class Engine:
             concurrency_key=concurrency_key or wf.concurrency_key,
             concurrency_limit=wf.concurrency_limit,
             expires_at=None if time_to_live is None else available + time_to_live,
+            priority_aging=self.priority_aging,
         )
         row, created = await self._store.create_run(spec)
         if created and available <= now:
@@ -508,6 +509,7 @@ class Engine:
             queue=wf.queue,
             concurrency_key=source.concurrency_key,
             concurrency_limit=wf.concurrency_limit,
+            priority_aging=self.priority_aging,
         )
         row = await self._store.fork(run_id, before, spec)
         self._notify_work()
@@ -604,6 +606,7 @@ class Engine:
                     # One run per workflow and event, even if the event is re-sent.
                     idempotency_key=f"event:{event_id}",
                     metadata={"event_id": event_id, "event": name},
+                    priority_aging=self.priority_aging,
                 )
             )
         row, created, resumed = await self._store.send_event(

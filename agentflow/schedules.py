@@ -475,6 +475,7 @@ class Schedules:
             queue=wf.queue,
             idempotency_key=f"schedule:{row['id']}:{int(tick)}",
             idempotency_ttl=None,  # never expires: a tick starts once, ever
+            priority_aging=self._engine.priority_aging,
             concurrency_key=wf.concurrency_key,
             concurrency_limit=wf.concurrency_limit,
             expires_at=None if wf.ttl is None else now + wf.ttl,

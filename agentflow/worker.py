@@ -154,7 +154,6 @@ class Worker:
                     workflow_ids,
                     queues=self.engine.queues,
                     worker_free=self._queue_room(),
-                    priority_aging=self.engine.priority_aging,
                 )
             except Exception:  # e.g. the database restarting: keep the worker alive, retry
                 log.exception("claiming runs failed; retrying")

@@ -66,3 +66,34 @@ async def test_upgrade_from_the_first_schema_keeps_existing_rows(database_url: s
             assert row[0] == 0
     finally:
         db.dispose()
+
+
+async def test_the_newest_migration_downgrades_and_upgrades_again(database_url: str) -> None:
+    url = normalize_url(database_url)
+    db = sa.create_engine(url)
+    try:
+        with db.begin() as conn:
+            upgrade(conn, dialect_for(url))
+            conn.exec_driver_sql(
+                "INSERT INTO agentflow_runs (id, workflow_id, workflow_version, status, payload,"
+                " attempt, priority, queue, tags, run_metadata, created_at, updated_at,"
+                " available_at, cancel_requested, executed_seconds)"
+                " VALUES ('run_old', 'w', '1', 'queued', 'null', 1, 2, 'default', '[]', '{}',"
+                " 1.0, 1.0, 1000.0, false, 0.0)"
+            )
+        previous = ScriptDirectory.from_config(alembic_config()).get_revision(HEAD).down_revision
+        with db.begin() as conn:
+            command.downgrade(alembic_config(conn), str(previous))
+        with db.begin() as conn:
+            assert current_revision(conn) == previous
+            upgrade(conn, dialect_for(url))
+        with db.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+            assert compare_metadata(context, metadata) == []
+            # The row survived both ways, and its claim rank is computed from its priority.
+            rank = conn.exec_driver_sql(
+                "SELECT claim_rank FROM agentflow_runs WHERE id = 'run_old'"
+            ).scalar_one()
+            assert rank == 1000.0 - 2 * 60.0
+    finally:
+        db.dispose()

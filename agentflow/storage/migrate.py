@@ -12,7 +12,7 @@ from .dialects import Dialect
 
 __all__ = ["HEAD", "VERSION_TABLE", "current_revision", "upgrade"]
 
-HEAD = "0003"
+HEAD = "0004"
 VERSION_TABLE = "agentflow_alembic_version"
 
 

@@ -61,6 +61,8 @@ class NewRun:
     schedule_id: str | None = None
     scheduled_at: float | None = None
     id: str = field(default_factory=lambda: new_id("run"))
+    priority_aging: float = field(kw_only=True)
+    """Seconds of waiting worth one priority level (the engine's ``priority_aging``)."""
 
 
 @dataclass(slots=True)

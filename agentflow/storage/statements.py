@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from ..status import CLAIMABLE, TERMINAL, RunStatus, WaitpointStatus
-from .tables import attempt_errors, logs, runs, steps, stream_chunks, waitpoints
+from .tables import CLAIM_INDEX, attempt_errors, logs, runs, steps, stream_chunks, waitpoints
 
 __all__ = [
     "CANCEL_WAITS",
@@ -70,39 +74,61 @@ RUN_BY_KEY = sa.select(runs).where(
     runs.c.workflow_id == sa.bindparam("_workflow"),
     runs.c.idempotency_key == sa.bindparam("_key"),
 )
+
+
+class _ThroughClaimIndex(sa.sql.Alias):
+    """The runs table as the claim query reads it: through the claim index.
+
+    Postgres picks that index from its statistics; SQLite, which has none unless someone
+    runs ANALYZE, would rather take an equality index and sort every claimable run, so on
+    SQLite the alias says ``INDEXED BY`` (which also makes a query that cannot use the index
+    fail loudly instead of slowing down).
+    """
+
+    inherit_cache = True
+
+
+@compiles(_ThroughClaimIndex, "sqlite")
+def _indexed_by(element: _ThroughClaimIndex, compiler: SQLCompiler, **kw: Any) -> str:
+    text: str = compiler.visit_alias(element, **kw)  # type: ignore[no-untyped-call]
+    return f"{text} INDEXED BY {CLAIM_INDEX}" if kw.get("asfrom") else text
+
+
+_claimable = _ThroughClaimIndex._construct(runs, name="claimable")
 _peers = runs.alias("peers")
 # Runs whose concurrency key is already at its limit are left out here, so that a busy key
 # never fills the candidate list and blocks other keys; admission.py settles the rest.
 _KEY_HAS_ROOM = sa.or_(
-    runs.c.concurrency_key.is_(None),
+    _claimable.c.concurrency_key.is_(None),
     sa.select(sa.func.count())
-    .where(_peers.c.concurrency_key == runs.c.concurrency_key, _peers.c.status == "running")
+    .where(_peers.c.concurrency_key == _claimable.c.concurrency_key, _peers.c.status == "running")
     .scalar_subquery()
-    < sa.func.coalesce(runs.c.concurrency_limit, 1),
+    < sa.func.coalesce(_claimable.c.concurrency_limit, 1),
 )
-# Higher priority first; waiting raises a run's priority by one per `_aging` seconds, so that
-# low priorities are not starved forever by a stream of high ones.
-_EFFECTIVE_PRIORITY = runs.c.priority + (
-    sa.bindparam("_now", type_=sa.Float) - runs.c.available_at
-) / sa.bindparam("_aging", type_=sa.Float)
+# Inlined (not bound) so that the planner sees the claim index's predicate in the query.
+_IS_CLAIMABLE = _claimable.c.status.in_(
+    sa.bindparam("_claimable", [s.value for s in CLAIMABLE], expanding=True, literal_execute=True)
+)
 CLAIM_SELECT = (
     # Only what admission needs: the full rows are read for the admitted runs alone.
     sa.select(
-        runs.c.id,
-        runs.c.queue,
-        runs.c.concurrency_key,
-        runs.c.concurrency_limit,
-        runs.c.started_at,
-        runs.c.cancel_requested,
+        _claimable.c.id,
+        _claimable.c.queue,
+        _claimable.c.concurrency_key,
+        _claimable.c.concurrency_limit,
+        _claimable.c.started_at,
+        _claimable.c.cancel_requested,
     )
     .where(
-        runs.c.status.in_([s.value for s in CLAIMABLE]),
-        runs.c.available_at <= sa.bindparam("_now"),
-        runs.c.workflow_id.in_(sa.bindparam("_workflows", expanding=True)),
-        sa.or_(runs.c.expires_at.is_(None), runs.c.expires_at > sa.bindparam("_now")),
+        _IS_CLAIMABLE,
+        _claimable.c.available_at <= sa.bindparam("_now"),
+        _claimable.c.workflow_id.in_(sa.bindparam("_workflows", expanding=True)),
+        sa.or_(_claimable.c.expires_at.is_(None), _claimable.c.expires_at > sa.bindparam("_now")),
         _KEY_HAS_ROOM,
     )
-    .order_by(_EFFECTIVE_PRIORITY.desc(), runs.c.available_at)
+    # Higher priority first, aged by waiting: see tables.CLAIM_RANK_SQL. The claim index
+    # holds this order, so a claim reads a few index entries however deep the queue is.
+    .order_by(_claimable.c.claim_rank, _claimable.c.available_at)
     .limit(sa.bindparam("_limit"))
 )
 CLAIM_UPDATE = (

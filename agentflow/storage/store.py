@@ -215,7 +215,6 @@ class Store:
         *,
         queues: Mapping[str, Queue] | None = None,
         worker_free: Mapping[str, int] | None = None,
-        priority_aging: float = 60.0,
     ) -> list[RowMapping]:
         """Take up to ``limit`` runnable runs of the given workflows under a lease.
 
@@ -230,7 +229,6 @@ class Store:
             "_now": now,
             "_limit": limit * 4,
             "_workflows": list(workflow_ids),
-            "_aging": priority_aging,
         }
 
         def job(conn: Connection) -> list[RowMapping]:

@@ -11,7 +11,12 @@ from typing import cast
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
+from ..status import CLAIMABLE
+
 __all__ = [
+    "CLAIMABLE_SQL",
+    "CLAIM_INDEX",
+    "CLAIM_RANK_SQL",
     "ApiKeyRow",
     "AttemptErrorRow",
     "EventRow",
@@ -38,10 +43,22 @@ __all__ = [
 ]
 
 
+CLAIMABLE_SQL = f"status IN ({', '.join(repr(s.value) for s in CLAIMABLE)})"
+"""The runs a worker may claim (the predicate of the claim index; the claim query repeats it
+literally, so that SQLite and Postgres both see that the partial index applies)."""
+
+CLAIM_INDEX = "ix_agentflow_runs_claim_rank"
+"""Claimable runs in claim order (a partial index on ``CLAIM_RANK_SQL``)."""
+
+CLAIM_RANK_SQL = "available_at - priority * priority_aging"
+"""Claim order, earliest first: a run ranks as if it had been queued ``priority_aging``
+seconds earlier per priority level. Waiting ``priority_aging`` seconds is thus worth one
+level, and the order never changes with time, so an index serves it at any queue depth."""
+
+
 class RunRow(SQLModel, table=True):
     __tablename__ = "agentflow_runs"
     __table_args__ = (
-        sa.Index("ix_agentflow_runs_claim", "status", "available_at"),
         sa.Index("ix_agentflow_runs_workflow", "workflow_id", "created_at"),
         sa.Index("ix_agentflow_runs_created", "created_at"),
         sa.Index("ix_agentflow_runs_parent", "parent_id"),
@@ -51,6 +68,13 @@ class RunRow(SQLModel, table=True):
         sa.Index("ix_agentflow_runs_queue_started", "queue", "started_at"),
         sa.Index("ix_agentflow_runs_expiry", "status", "expires_at"),
         sa.Index("ix_agentflow_runs_updated", "updated_at"),
+        sa.Index(
+            CLAIM_INDEX,
+            "claim_rank",
+            "available_at",
+            postgresql_where=sa.text(CLAIMABLE_SQL),
+            sqlite_where=sa.text(CLAIMABLE_SQL),
+        ),
     )
 
     id: str = Field(primary_key=True, max_length=64)
@@ -82,6 +106,10 @@ class RunRow(SQLModel, table=True):
     expires_at: float | None = None
     schedule_id: str | None = Field(default=None, max_length=200)
     scheduled_at: float | None = None
+    priority_aging: float = Field(default=60.0, sa_column_kwargs={"server_default": "60"})
+    claim_rank: float | None = Field(
+        default=None, sa_column=sa.Column(sa.Float, sa.Computed(CLAIM_RANK_SQL))
+    )
 
 
 class StepRow(SQLModel, table=True):
