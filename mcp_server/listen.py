@@ -16,7 +16,6 @@ run executed by a worker in another process is followed too.
 from __future__ import annotations
 
 import logging
-from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
@@ -105,6 +104,24 @@ class ListenStreams:
             require_extension(ctx)
         meta: dict[str, Any] = {SUBSCRIPTION_ID_META_KEY: subscription_id}
         send, receive = anyio.create_memory_object_stream[BaseModel](self.max_buffered)
+        undo: list[Callable[[], None]] = [send.close]
+        released = False
+
+        def release() -> None:
+            """Give back the stream's slot and stop everything feeding it (idempotent)."""
+            nonlocal released
+            if released:
+                return
+            released = True
+            self._open -= 1
+            for step in reversed(undo):
+                step()
+
+        def hold(unsubscribe: Callable[[], None]) -> None:
+            if released:
+                unsubscribe()
+            else:
+                undo.append(unsubscribe)
 
         def push(notification: BaseModel) -> None:
             try:
@@ -112,47 +129,47 @@ class ListenStreams:
             except anyio.ClosedResourceError:
                 pass  # the stream is unwinding
             except anyio.WouldBlock:
+                # Released here, not only when the handler returns: the handler may be stuck
+                # writing to a client that stopped reading, which closing the buffer cannot wake.
                 logger.warning("listen stream %r backlog full; ending it", subscription_id)
-                send.close()
+                release()
 
         self._open += 1
         try:
-            async with AsyncExitStack() as stack:
-                stack.callback(receive.close)
-                stack.callback(send.close)
-                followed = await self._follow_tasks(stack, task_ids, meta, push)
-                honored = _honored(requested, followed)
-                uris = frozenset(honored.resource_subscriptions or ())
+            followed = await self._follow_tasks(hold, task_ids, meta, push)
+            honored = _honored(requested, followed)
+            uris = frozenset(honored.resource_subscriptions or ())
 
-                def deliver(event: ServerEvent) -> None:
-                    if event_matches(honored, uris, event):
-                        push(event_to_notification(event, meta))
+            def deliver(event: ServerEvent) -> None:
+                if event_matches(honored, uris, event):
+                    push(event_to_notification(event, meta))
 
-                # Subscribed before the ack so nothing published meanwhile is lost; the ack
-                # is still the first frame: only this task writes, and it drains afterwards.
-                stack.callback(self.bus.subscribe(deliver))
-                if uris:
-                    stack.callback(await self.watcher.subscribe(uris))
+            # Subscribed before the ack so nothing published meanwhile is lost; the ack is
+            # still the first frame: only this task writes, and it drains afterwards.
+            hold(self.bus.subscribe(deliver))
+            if uris:
+                hold(await self.watcher.subscribe(uris))
+            await ctx.session.send_notification(
+                SubscriptionsAcknowledgedNotification(
+                    params=SubscriptionsAcknowledgedNotificationParams(
+                        notifications=honored, _meta=meta
+                    )
+                ),
+                related_request_id=subscription_id,
+            )
+            async for notification in receive:
                 await ctx.session.send_notification(
-                    SubscriptionsAcknowledgedNotification(
-                        params=SubscriptionsAcknowledgedNotificationParams(
-                            notifications=honored, _meta=meta
-                        )
-                    ),
+                    notification,  # type: ignore[arg-type]  # TaskNotification is an extension's
                     related_request_id=subscription_id,
                 )
-                async for notification in receive:
-                    await ctx.session.send_notification(
-                        notification,  # type: ignore[arg-type]  # TaskNotification is an extension's
-                        related_request_id=subscription_id,
-                    )
         finally:
-            self._open -= 1
+            release()
+            receive.close()
         return SubscriptionsListenResult(_meta=meta)
 
     async def _follow_tasks(
         self,
-        stack: AsyncExitStack,
+        hold: Callable[[Callable[[], None]], None],
         task_ids: list[str],
         meta: dict[str, Any],
         push: Callable[[BaseModel], None],
@@ -189,7 +206,7 @@ class ListenStreams:
         if not followed:
             return []
         # Watch first, then read: a change after the read is announced by the watcher.
-        stack.callback(await self.watcher.subscribe(uris, on_change))
+        hold(await self.watcher.subscribe(uris, on_change))
         for run_id in followed:
             await announce(run_id)
         return followed

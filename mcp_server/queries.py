@@ -1,24 +1,34 @@
 """Bounded reads of a run: a page of its logs, its newest logs, the newest journal step, log
 entry and stream chunk (what the watcher fingerprints), and the approvals holding it up.
 
-Each is one indexed query: ``agentflow_steps`` is keyed by (run_id, seq), logs and stream
-chunks are indexed by (run_id, id), so none of them reads more rows than it returns.
+Each is one indexed query (the approvals one per level of child runs): ``agentflow_steps`` is
+keyed by (run_id, seq), logs and stream chunks are indexed by (run_id, id), waitpoints by
+(run_id, seq), so none of them reads more rows than it returns.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from agentflow.models import LogEntry, WaitpointRecord
-from agentflow.storage.tables import logs, steps, stream_chunks
+from agentflow.status import WaitpointStatus
+from agentflow.storage.tables import logs, runs, steps, stream_chunks, waitpoints
 
 if TYPE_CHECKING:
     from agentflow.engine import Engine
 
-__all__ = ["Activity", "approvals_of", "latest_activity", "log_page", "recent_logs"]
+__all__ = [
+    "Activity",
+    "approvals_of",
+    "awaited_activity",
+    "latest_activity",
+    "log_page",
+    "recent_logs",
+]
 
 MAX_CHILD_DEPTH = 8
 """How many levels of child runs are searched for the approvals a run waits on."""
@@ -46,6 +56,41 @@ async def latest_activity(engine: Engine, run_id: str) -> Activity:
     return await engine.db.read(read)
 
 
+def _awaited_children() -> sa.CTE:
+    """The runs a run waits for through pending child waits, and theirs (UNION: no cycles)."""
+    first = sa.select(waitpoints.c.target.label("id")).where(
+        waitpoints.c.run_id == sa.bindparam("_id"),
+        waitpoints.c.kind == "child",
+        waitpoints.c.status == WaitpointStatus.PENDING.value,
+    )
+    tree = first.cte("awaited", recursive=True)
+    deeper = waitpoints.alias("deeper")
+    return tree.union(
+        sa.select(deeper.c.target).where(
+            deeper.c.run_id == tree.c.id,
+            deeper.c.kind == "child",
+            deeper.c.status == WaitpointStatus.PENDING.value,
+        )
+    )
+
+
+_AWAITED = _awaited_children()
+_AWAITED_ACTIVITY = sa.select(sa.func.count(), sa.func.max(runs.c.updated_at)).where(
+    runs.c.id.in_(sa.select(_AWAITED.c.id))
+)
+
+
+async def awaited_activity(engine: Engine, run_id: str) -> tuple[int, float | None]:
+    """How many child runs a run waits for (at any depth) and when the latest of them last
+    changed: a child stopping for an approval shows here while the parent itself sits still."""
+
+    def read(conn: Connection) -> tuple[int, float | None]:
+        count, latest = conn.execute(_AWAITED_ACTIVITY, {"_id": run_id}).one()
+        return count, latest
+
+    return await engine.db.read(read)
+
+
 async def log_page(
     engine: Engine, run_id: str, *, after_id: int, limit: int
 ) -> tuple[list[LogEntry], bool]:
@@ -68,23 +113,37 @@ async def approvals_of(
     engine: Engine, run_id: str, *, pending: bool = True
 ) -> list[WaitpointRecord]:
     """The approvals a run waits on: its own, then those of the child runs it waits for (and
-    of theirs, up to :data:`MAX_CHILD_DEPTH` levels), oldest first within each run.
+    of theirs, up to :data:`MAX_CHILD_DEPTH` levels), oldest first within each level.
 
     A workflow that runs a child workflow and waits for it is held up by the child's approval
     as much as by its own, so that is where a caller is sent to answer it (each approval
     names its run). ``pending=False`` also returns decided approvals, of every child the
-    run ever waited for.
+    run ever waited for. One indexed query per level of children.
     """
-    status = "pending" if pending else None
+    query = waitpoints.select().where(
+        waitpoints.c.run_id.in_(sa.bindparam("_runs", expanding=True)),
+        waitpoints.c.kind.in_(("approval", "child")),
+    )
+    if pending:
+        query = query.where(waitpoints.c.status == WaitpointStatus.PENDING.value)
+    query = query.order_by(waitpoints.c.created_at, waitpoints.c.seq)
     found: list[WaitpointRecord] = []
     seen = {run_id}
     level = [run_id]
+
+    def read(conn: Connection, run_ids: list[str]) -> list[WaitpointRecord]:
+        return [
+            WaitpointRecord.from_row(r._mapping) for r in conn.execute(query, {"_runs": run_ids})
+        ]
+
     for _ in range(MAX_CHILD_DEPTH + 1):
-        children: list[str] = []
-        for current in level:
-            found += await engine.list_waitpoints(run_id=current, kind="approval", status=status)
-            waits = await engine.list_waitpoints(run_id=current, kind="child", status=status)
-            children += [wp.target for wp in waits if wp.target and wp.target not in seen]
+        records = await engine.db.read(functools.partial(read, run_ids=level))
+        found += [wp for wp in records if wp.kind == "approval"]
+        children = [
+            wp.target
+            for wp in records
+            if wp.kind == "child" and wp.target is not None and wp.target not in seen
+        ]
         seen.update(children)
         if not children:
             break

@@ -21,8 +21,9 @@ from anyio.abc import TaskStatus
 from mcp.server.subscriptions import ResourceUpdated, SubscriptionBus
 
 from agentflow.errors import RunNotFoundError
+from agentflow.status import RunStatus
 
-from .queries import latest_activity
+from .queries import awaited_activity, latest_activity
 from .uris import run_id_of, run_uris
 
 if TYPE_CHECKING:
@@ -47,6 +48,9 @@ class _Subscription:
 
 
 _MISSING: Any = object()
+_UNDELIVERED: Any = object()
+"""Recorded instead of a fingerprint when a subscriber failed to take a change: it differs
+from every fingerprint, so the next poll announces the run again."""
 _MAX_BACKOFF = 30.0
 
 
@@ -195,19 +199,28 @@ class RunWatcher:
                 await sink(uri)
             except Exception:
                 logger.exception("delivering a change notification for %s failed", uri)
+                # Announce the run again at the next poll rather than lose the change (other
+                # subscribers of the run may hear of it twice: notifications are idempotent).
+                run_id = run_id_of(uri)
+                if run_id is not None and run_id in self._seen:
+                    self._seen[run_id] = _UNDELIVERED
 
     def _watched(self) -> set[str]:
         return {run_id for sub in self._subscriptions.values() for run_id in sub.runs}
 
     async def _fingerprint(self, run_id: str) -> _Fingerprint | None:
         """The run's state in two indexed reads: its row, and its newest step, log entry
-        and stream chunk (steps do not touch the run's ``updated_at``)."""
+        and stream chunk (steps do not touch the run's ``updated_at``); and for a waiting
+        run a third, the child runs it waits for, whose approvals hold it up too."""
         try:
             run = await self.engine.get_run(run_id)
         except RunNotFoundError:
             return None
         activity = await latest_activity(self.engine, run_id)
-        return (run.status, run.updated_at, run.cancel_requested, *activity)
+        children = (
+            await awaited_activity(self.engine, run_id) if run.status is RunStatus.WAITING else None
+        )
+        return (run.status, run.updated_at, run.cancel_requested, *activity, children)
 
     # -- subscription front doors ----------------------------------------------------------
 

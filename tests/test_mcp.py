@@ -11,7 +11,9 @@ import logging
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any, cast
 
 import anyio
 import pytest
@@ -26,6 +28,9 @@ from mcp_types import (
     MISSING_REQUIRED_CLIENT_CAPABILITY,
     CallToolResult,
     ResourceUpdatedNotification,
+    SubscriptionFilter,
+    SubscriptionsAcknowledgedNotification,
+    SubscriptionsListenRequestParams,
 )
 
 from agentflow import Engine, RunContext, RunStatus, workflow
@@ -35,6 +40,7 @@ from agentflow.limits import MAX_DELAY
 from agentflow.models import Run
 from mcp_server import TASKS_EXTENSION, build_server
 from mcp_server.listen import MAX_TASK_IDS, ListenStreams
+from mcp_server.tasks import Tasks
 from mcp_server.tools import TOOL_NAMES
 from mcp_server.watch import RunWatcher
 
@@ -68,7 +74,9 @@ async def connect(engine: Engine, **options: Any) -> AsyncIterator[Client]:
     options.setdefault("watch_interval", 0.05)
     tasks = options.pop("tasks", False)
     extensions = [tasks if isinstance(tasks, TasksClient) else TasksClient()] if tasks else None
-    async with Client(build_server(engine, **options), extensions=extensions) as client:
+    on_message = options.pop("message_handler", None)
+    server = build_server(engine, **options)
+    async with Client(server, extensions=extensions, message_handler=on_message) as client:
         yield client
 
 
@@ -390,6 +398,71 @@ async def test_one_unreadable_run_does_not_hold_back_the_others(engine: Engine) 
     assert announced == [f"agentflow://runs/{good}"]
 
 
+async def test_a_change_a_subscriber_failed_to_take_is_announced_again(engine: Engine) -> None:
+    run_id = await queued_run(engine)
+    uri = f"agentflow://runs/{run_id}"
+    calls: list[str] = []
+
+    async def flaky_sink(uri: str) -> None:
+        calls.append(uri)
+        if len(calls) == 1:
+            raise StorageUnavailableError("the database went away for a moment")
+
+    watcher = RunWatcher(engine, InMemorySubscriptionBus())
+    await watcher.subscribe([uri], flaky_sink)
+    await engine.cancel(run_id)
+    await watcher.poll()  # the sink fails: logged, not raised
+    await watcher.poll()  # nothing changed since, yet the change is announced again
+    await watcher.poll()  # delivered: not again
+    assert calls == [uri, uri]
+
+
+@dataclass
+class StuckSession:
+    """A session whose client takes the acknowledgement and then stops reading."""
+
+    sent: int = 0
+    acknowledged: anyio.Event = field(default_factory=anyio.Event)
+    stuck: anyio.Event = field(default_factory=anyio.Event)
+
+    async def send_notification(self, notification: Any, related_request_id: Any = None) -> None:
+        self.sent += 1
+        if self.sent == 1:
+            self.acknowledged.set()
+        else:
+            self.stuck.set()
+            await anyio.sleep_forever()
+
+
+async def test_a_listen_stream_ended_for_backpressure_gives_its_slot_back(engine: Engine) -> None:
+    uri = f"agentflow://runs/{await queued_run(engine)}"
+    bus = InMemorySubscriptionBus()
+    watcher = RunWatcher(engine, bus)
+    streams = ListenStreams(bus, watcher, cast(Tasks, None), max_streams=1, max_buffered=2)
+    params = SubscriptionsListenRequestParams.model_validate(
+        {"notifications": {"resourceSubscriptions": [uri]}}
+    )
+    session = StuckSession()
+    context = SimpleNamespace(request_id=1, session=session, protocol_version="2026-07-28")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(streams, context, params)
+        with anyio.fail_after(10):
+            await session.acknowledged.wait()
+            await bus.publish(ResourceUpdated(uri=uri))
+            await session.stuck.wait()  # the handler is stuck writing to the client
+        assert watcher.watched_runs
+        for _ in range(3):  # more than the buffer holds
+            await bus.publish(ResourceUpdated(uri=uri))
+        # The slot and the watch are given back although the handler is still stuck.
+        assert watcher.watched_runs == frozenset()
+        second = StuckSession()
+        context = SimpleNamespace(request_id=2, session=second, protocol_version="2026-07-28")
+        tg.start_soon(streams, context, params)
+        with anyio.fail_after(10):
+            await second.acknowledged.wait()  # accepted: the limit is one stream
+        tg.cancel_scope.cancel()
+
+
 async def test_new_steps_and_stream_chunks_are_announced(
     make_engine: Callable[..., Engine],
 ) -> None:
@@ -625,37 +698,83 @@ async def test_tasks_reject_and_cancel(engine: Engine) -> None:
         assert not plain.is_error
 
 
+@workflow(id="refund_via_child", description="Refund through the refund_order workflow.")
+async def refund_via_child(ctx: RunContext, req: Refund) -> Any:
+    return await ctx.trigger_and_wait(refund_order, req.model_dump())
+
+
 async def test_task_status_is_pushed_to_listen_streams(engine: Engine) -> None:
     extension = TasksClient()
-    async with running_worker(engine), connect(engine, tasks=extension) as client:
+    acks: list[SubscriptionFilter] = []
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, SubscriptionsAcknowledgedNotification):
+            acks.append(message.params.notifications)
+
+    async with (
+        running_worker(engine),
+        connect(engine, tasks=extension, message_handler=on_message) as client,
+    ):
         created = await client.session.call_tool(
             "refund_order", {"order_id": "o7", "amount_cents": 7}, allow_claimed=True
         )
         assert isinstance(created, CreateTaskResult)
         task_id = created.task_id
-        async with listening(client.session, taskIds=[task_id, "run_missing"]):
-            # The current state comes first, then each change, as tasks/get shows it.
+        polled = await task_status(client, task_id, "input_required")
+        async with listening(client.session, taskIds=[task_id, "run_missing", task_id]):
+            # The current state comes first, exactly as tasks/get shows it...
             waiting = await next_push(extension.pushed, task_id, "input_required")
             assert waiting["_meta"][SUBSCRIPTION_ID_META_KEY]
-            polled = await task_request(client.session, "tasks/get", taskId=task_id)
             assert {k: v for k, v in waiting.items() if k != "_meta"} == {
                 k: v for k, v in polled.items() if k not in ("_meta", "resultType")
             }
+            # ...and the acknowledgement lists the tasks followed: the unknown one is left out.
+            [ack] = acks
+            assert ack.model_extra == {"taskIds": [task_id]}
             [key] = waiting["inputRequests"]
             answer = {key: {"action": "accept", "content": {"approved": True}}}
             await task_request(
                 client.session, "tasks/update", taskId=task_id, inputResponses=answer
             )
+            # ...then each change.
             done = await next_push(extension.pushed, task_id, "completed")
             assert done["result"]["structuredContent"]["output"]["status"] == "refunded"
-    # Only known tasks are followed: nothing was pushed for the missing one.
-    extension._push.close()
-    assert all([task["taskId"] == task_id async for task in extension.pushed])
 
 
-@workflow(id="refund_via_child", description="Refund through the refund_order workflow.")
-async def refund_via_child(ctx: RunContext, req: Refund) -> Any:
-    return await ctx.trigger_and_wait(refund_order, req.model_dump())
+@workflow(id="refund_on_go")
+async def refund_on_go(ctx: RunContext, req: Refund) -> bool:
+    await ctx.wait_for_event("go")
+    return (await ctx.wait_for_approval("refund", data=req.model_dump())).approved
+
+
+@workflow(id="refund_via_child_on_go")
+async def refund_via_child_on_go(ctx: RunContext, req: Refund) -> Any:
+    return await ctx.trigger_and_wait(refund_on_go, req.model_dump())
+
+
+async def test_a_child_runs_approval_is_pushed_for_the_parents_task(
+    make_engine: Callable[..., Engine],
+) -> None:
+    engine = make_engine([*WORKFLOWS, refund_on_go, refund_via_child_on_go])
+    extension = TasksClient()
+    async with running_worker(engine), connect(engine, tasks=extension) as client:
+        created = await client.session.call_tool(
+            "refund_via_child_on_go", {"order_id": "c2", "amount_cents": 4}, allow_claimed=True
+        )
+        assert isinstance(created, CreateTaskResult)
+
+        async def child_waits_for_go() -> bool:
+            return bool(await engine.list_waitpoints(kind="event", status="pending"))
+
+        await eventually(child_waits_for_go, what="the child run to wait for the event")
+        async with listening(client.session, taskIds=[created.task_id]):
+            await next_push(extension.pushed, created.task_id, "working")
+            # The child stops for its approval; the parent, waiting for the child, does not
+            # change itself, and its task still becomes input_required.
+            await engine.send_event("go")
+            task = await next_push(extension.pushed, created.task_id, "input_required")
+        [request] = task["inputRequests"].values()
+        assert "waits for its child run" in request["params"]["message"]
 
 
 async def test_a_child_runs_approval_holds_up_the_parents_task(
@@ -691,9 +810,13 @@ async def test_a_child_runs_approval_holds_up_the_parents_task(
 async def test_tasks_need_the_extension_declared(engine: Engine) -> None:
     run_id = await queued_run(engine)
     async with connect(engine) as client:
-        for method in ("tasks/get", "tasks/cancel"):
+        for method, params in (
+            ("tasks/get", {}),
+            ("tasks/cancel", {}),
+            ("tasks/update", {"inputResponses": {}}),
+        ):
             with pytest.raises(MCPError, match="Missing required client capability") as exc:
-                await task_request(client.session, method, taskId=run_id)
+                await task_request(client.session, method, taskId=run_id, **params)
             assert exc.value.code == MISSING_REQUIRED_CLIENT_CAPABILITY
             assert exc.value.data == {"requiredCapabilities": {"extensions": {TASKS_EXTENSION: {}}}}
         listen = ListenRequest(params={"notifications": {"taskIds": [run_id]}})
