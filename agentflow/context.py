@@ -11,8 +11,7 @@ from __future__ import annotations
 import inspect
 import time
 import typing
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -154,6 +153,30 @@ class RunMetadata:
             return None
         self._dirty = False
         return dumps(self._data)
+
+
+class _PendingRows:
+    """``RunContext._pending_rows``: a plain class, not ``@asynccontextmanager``, because every
+    step enters it and a generator-based one costs ~20 extra calls each time."""
+
+    __slots__ = ("_ctx", "_locked")
+
+    def __init__(self, ctx: RunContext) -> None:
+        self._ctx = ctx
+        self._locked = False
+
+    async def __aenter__(self) -> PendingRows:
+        ctx = self._ctx
+        if not ctx._has_pending:
+            return [], [], None
+        await ctx._side_lock.acquire()
+        self._locked = True
+        return ctx._drain()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._locked:
+            self._locked = False
+            self._ctx._side_lock.release()
 
 
 class RunContext:
@@ -783,19 +806,14 @@ class RunContext:
     def _has_pending(self) -> bool:
         return bool(self._logs or self._errors or self.metadata._dirty)
 
-    @asynccontextmanager
-    async def _pending_rows(self) -> AsyncIterator[PendingRows]:
+    def _pending_rows(self) -> _PendingRows:
         """What waits to be saved, taken for the write made inside the block.
 
         Writes that carry something hold the run's side-row lock until they are done, so
         their rows commit in the order their ids were drawn (see ``_side_lock``); writes
         that carry nothing do not wait.
         """
-        if not self._has_pending:
-            yield [], [], None
-            return
-        async with self._side_lock:
-            yield self._drain()
+        return _PendingRows(self)
 
     async def _save_side_rows(self) -> None:
         try:

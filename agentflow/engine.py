@@ -128,7 +128,13 @@ class Engine:
         self.step_retry = step_retry or RetryPolicy()
         self.idempotency_ttl = seconds(idempotency_ttl)
         self.queues: dict[str, Queue] = {q.name: q for q in queues}
-        self.priority_aging = seconds(priority_aging) or 60.0
+        aging = seconds(priority_aging)
+        if aging is None or not (math.isfinite(aging) and 0 < aging <= MAX_DELAY):
+            raise ValueError(
+                "priority_aging must be a positive number of seconds up to 100 years "
+                f"(the wait worth one priority level), not {priority_aging!r}"
+            )
+        self.priority_aging = aging
         self._store = Store(self.db, clock)
         self._workflows: dict[str, Workflow[Any, Any]] = {}
         for wf in workflows:

@@ -14,6 +14,7 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,6 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 from anyio.abc import TaskGroup, TaskStatus
-from sqlalchemy.engine import RowMapping
 
 from ._notify import Notifier
 from ._serde import dumps, error_info
@@ -260,7 +260,7 @@ class Worker:
 
     # -- executing one run --------------------------------------------------------------
 
-    async def _execute(self, row: RowMapping, active: _Active) -> None:
+    async def _execute(self, row: Mapping[str, Any], active: _Active) -> None:
         run_id = row["id"]
         try:
             await self._execute_run(row, active)
@@ -273,7 +273,7 @@ class Worker:
                 del self._active[run_id]
             self._slots.notify()
 
-    async def _execute_run(self, row: RowMapping, active: _Active) -> None:
+    async def _execute_run(self, row: Mapping[str, Any], active: _Active) -> None:
         engine = self.engine
         store = engine._store
         run_id = row["id"]
@@ -377,7 +377,7 @@ class Worker:
         ctx: RunContext,
         wf: Workflow[Any, Any],
         exc: BaseException,
-        row: RowMapping,
+        row: Mapping[str, Any],
         executed: float,
         *,
         retry: bool = True,

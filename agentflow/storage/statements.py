@@ -8,13 +8,23 @@ import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from ..status import CLAIMABLE, TERMINAL, RunStatus, WaitpointStatus
-from .tables import CLAIM_INDEX, attempt_errors, logs, runs, steps, stream_chunks, waitpoints
+from ..status import TERMINAL, RunStatus, WaitpointStatus
+from .tables import (
+    CLAIM_INDEX,
+    DELAYED_INDEX,
+    attempt_errors,
+    logs,
+    runs,
+    steps,
+    stream_chunks,
+    waitpoints,
+)
 
 __all__ = [
     "CANCEL_WAITS",
     "CLAIM_SELECT",
     "CLAIM_UPDATE",
+    "DUE_DELAYED",
     "FENCE",
     "FINISH",
     "INSERT_CHUNK",
@@ -25,12 +35,13 @@ __all__ = [
     "INSERT_STEP_FENCED",
     "INSERT_WAITPOINT",
     "PENDING",
-    "RUNS_BY_IDS",
     "RUN_BY_ID",
     "RUN_BY_KEY",
     "STEPS_OF_RUN",
     "TERMINAL_VALUES",
+    "WAITING_ON",
     "WAITPOINTS_OF_RUN",
+    "queue_due",
 ]
 
 TERMINAL_VALUES = [s.value for s in TERMINAL]
@@ -69,32 +80,39 @@ INSERT_ERROR = attempt_errors.insert()
 INSERT_RUN = runs.insert()
 INSERT_WAITPOINT = waitpoints.insert()
 RUN_BY_ID = sa.select(runs).where(runs.c.id == sa.bindparam("_id"))
-RUNS_BY_IDS = sa.select(runs).where(runs.c.id.in_(sa.bindparam("_ids", expanding=True)))
 RUN_BY_KEY = sa.select(runs).where(
     runs.c.workflow_id == sa.bindparam("_workflow"),
     runs.c.idempotency_key == sa.bindparam("_key"),
 )
 
 
-class _ThroughClaimIndex(sa.sql.Alias):
-    """The runs table as the claim query reads it: through the claim index.
+class _Indexed(sa.sql.Alias):
+    """The runs table read through one named index.
 
-    Postgres picks that index from its statistics; SQLite, which has none unless someone
-    runs ANALYZE, would rather take an equality index and sort every claimable run, so on
-    SQLite the alias says ``INDEXED BY`` (which also makes a query that cannot use the index
-    fail loudly instead of slowing down).
+    Postgres picks indexes from its statistics; SQLite, which has none unless someone runs
+    ANALYZE, would rather take an equality index and then read every row of that status, so
+    on SQLite these aliases say ``INDEXED BY`` (which also makes a query that cannot use its
+    index fail loudly instead of slowing down).
     """
 
     inherit_cache = True
+    index: str
 
 
-@compiles(_ThroughClaimIndex, "sqlite")
-def _indexed_by(element: _ThroughClaimIndex, compiler: SQLCompiler, **kw: Any) -> str:
+def _through(index: str, name: str) -> _Indexed:
+    alias = _Indexed._construct(runs, name=name)
+    alias.index = index
+    return alias
+
+
+@compiles(_Indexed, "sqlite")
+def _indexed_by(element: _Indexed, compiler: SQLCompiler, **kw: Any) -> str:
     text: str = compiler.visit_alias(element, **kw)  # type: ignore[no-untyped-call]
-    return f"{text} INDEXED BY {CLAIM_INDEX}" if kw.get("asfrom") else text
+    return f"{text} INDEXED BY {element.index}" if kw.get("asfrom") else text
 
 
-_claimable = _ThroughClaimIndex._construct(runs, name="claimable")
+_claimable = _through(CLAIM_INDEX, "claimable")
+_due = _through(DELAYED_INDEX, "due")
 _peers = runs.alias("peers")
 # Runs whose concurrency key is already at its limit are left out here, so that a busy key
 # never fills the candidate list and blocks other keys; admission.py settles the rest.
@@ -105,10 +123,13 @@ _KEY_HAS_ROOM = sa.or_(
     .scalar_subquery()
     < sa.func.coalesce(_claimable.c.concurrency_limit, 1),
 )
-# Inlined (not bound) so that the planner sees the claim index's predicate in the query.
-_IS_CLAIMABLE = _claimable.c.status.in_(
-    sa.bindparam("_claimable", [s.value for s in CLAIMABLE], expanding=True, literal_execute=True)
+# Statuses are inlined (not bound) so that the planner sees partial indexes' predicates.
+_QUEUED = sa.literal_column(f"'{RunStatus.QUEUED.value}'", sa.String)
+_DELAYED = sa.literal_column(f"'{RunStatus.DELAYED.value}'", sa.String)
+DUE_DELAYED = sa.select(_due.c.id).where(
+    _due.c.status == _DELAYED, _due.c.available_at <= sa.bindparam("_now")
 )
+"""Delayed runs whose time has come (read through ``ix_agentflow_runs_delayed``)."""
 CLAIM_SELECT = (
     # Only what admission needs: the full rows are read for the admitted runs alone.
     sa.select(
@@ -120,8 +141,7 @@ CLAIM_SELECT = (
         _claimable.c.cancel_requested,
     )
     .where(
-        _IS_CLAIMABLE,
-        _claimable.c.available_at <= sa.bindparam("_now"),
+        _claimable.c.status == _QUEUED,  # all due: see queue_due
         _claimable.c.workflow_id.in_(sa.bindparam("_workflows", expanding=True)),
         sa.or_(_claimable.c.expires_at.is_(None), _claimable.c.expires_at > sa.bindparam("_now")),
         _KEY_HAS_ROOM,
@@ -131,6 +151,20 @@ CLAIM_SELECT = (
     .order_by(_claimable.c.claim_rank, _claimable.c.available_at)
     .limit(sa.bindparam("_limit"))
 )
+
+
+def queue_due(due: sa.Select[tuple[str]]) -> sa.Update:
+    """Queue the delayed runs ``due`` selects (the store passes it through the dialect's row
+    locking, so that claimers on Postgres skip the rows another claimer is queueing). A claim
+    runs this first: delayed runs leave the claim index's way until they are due, and join it
+    then with the rank their time gives them."""
+    return (
+        sa.update(runs)
+        .where(runs.c.id.in_(due.scalar_subquery()))
+        .values(status=_QUEUED, updated_at=sa.bindparam("_now"))
+    )
+
+
 CLAIM_UPDATE = (
     sa.update(runs)
     .where(runs.c.id.in_(sa.bindparam("_ids", expanding=True)))
@@ -141,6 +175,7 @@ CLAIM_UPDATE = (
         started_at=sa.func.coalesce(runs.c.started_at, sa.bindparam("_now")),
         updated_at=sa.bindparam("_now"),
     )
+    .returning(*runs.c)
 )
 FINISH = (
     sa.update(runs)
@@ -164,5 +199,15 @@ CANCEL_WAITS = (
     .where(waitpoints.c.run_id == sa.bindparam("_id"), waitpoints.c.status == "pending")
     .values(status=WaitpointStatus.CANCELLED.value, resolved_at=sa.bindparam("_now"))
 )
+WAITING_ON = (
+    sa.select(waitpoints.c.run_id)
+    .where(
+        waitpoints.c.kind == "child",
+        waitpoints.c.target == sa.bindparam("_target"),
+        waitpoints.c.status == PENDING,
+    )
+    .distinct()
+)
+"""The runs waiting for run ``_target`` to end (run once per finished run)."""
 STEPS_OF_RUN = sa.select(steps).where(steps.c.run_id == sa.bindparam("_id"))
 WAITPOINTS_OF_RUN = sa.select(waitpoints).where(waitpoints.c.run_id == sa.bindparam("_id"))

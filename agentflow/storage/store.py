@@ -40,15 +40,16 @@ from .records import (
 from .statements import (
     CLAIM_SELECT,
     CLAIM_UPDATE,
+    DUE_DELAYED,
     INSERT_CHUNK,
     INSERT_STEP,
     INSERT_WAITPOINT,
     PENDING,
     RUN_BY_ID,
-    RUNS_BY_IDS,
     STEPS_OF_RUN,
     TERMINAL_VALUES,
     WAITPOINTS_OF_RUN,
+    queue_due,
 )
 from .tables import attempt_errors, events, logs, runs, steps, stream_chunks, waitpoints
 
@@ -63,6 +64,7 @@ class Store:
         self.db = db
         self.clock = clock
         self._claim_select = db.dialect.for_update(CLAIM_SELECT)
+        self._queue_due = tx.DriverStatement(queue_due(db.dialect.for_update(DUE_DELAYED)))
 
     # -- schema --------------------------------------------------------------------------
 
@@ -215,7 +217,7 @@ class Store:
         *,
         queues: Mapping[str, Queue] | None = None,
         worker_free: Mapping[str, int] | None = None,
-    ) -> list[RowMapping]:
+    ) -> list[dict[str, Any]]:
         """Take up to ``limit`` runnable runs of the given workflows under a lease.
 
         Concurrency keys, the limits of ``queues`` and the per-queue free places of this
@@ -231,7 +233,10 @@ class Store:
             "_workflows": list(workflow_ids),
         }
 
-        def job(conn: Connection) -> list[RowMapping]:
+        queue_due_runs = self._queue_due
+
+        def job(conn: Connection) -> list[dict[str, Any]]:
+            queue_due_runs.execute(conn, {"_now": now}).close()
             candidates = []
             for r in conn.execute(select, params).all():
                 if r.cancel_requested:  # asked to cancel while it was being handed back
@@ -250,12 +255,14 @@ class Store:
             if not rows:
                 return []
             ids = [r["id"] for r in rows]
-            full = [r._mapping for r in conn.execute(RUNS_BY_IDS, {"_ids": ids})]
-            conn.execute(
+            taken = conn.execute(
                 CLAIM_UPDATE,
                 {"_ids": ids, "_owner": worker_id, "_lease": now + lease, "_now": now},
             )
-            return full
+            # The rows as claimed, in claim order, except that ``started_at`` is the one read
+            # before the claim (the worker tells a first start from a resumed run by it).
+            by_id = {r.id: r._mapping for r in taken}
+            return [{**by_id[r["id"]], "started_at": r["started_at"]} for r in rows]
 
         return await self.db.write(job)
 

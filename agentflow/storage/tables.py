@@ -11,12 +11,14 @@ from typing import cast
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from ..status import CLAIMABLE
+from ..status import RunStatus
 
 __all__ = [
-    "CLAIMABLE_SQL",
     "CLAIM_INDEX",
     "CLAIM_RANK_SQL",
+    "DELAYED_INDEX",
+    "DELAYED_SQL",
+    "QUEUED_SQL",
     "ApiKeyRow",
     "AttemptErrorRow",
     "EventRow",
@@ -43,12 +45,19 @@ __all__ = [
 ]
 
 
-CLAIMABLE_SQL = f"status IN ({', '.join(repr(s.value) for s in CLAIMABLE)})"
-"""The runs a worker may claim (the predicate of the claim index; the claim query repeats it
-literally, so that SQLite and Postgres both see that the partial index applies)."""
+QUEUED_SQL = f"status = '{RunStatus.QUEUED.value}'"
+"""The runs a worker claims from: queued runs are all due (a run queued for later is
+``delayed`` until a claim finds it due and queues it). The predicate of the claim index; the
+claim query repeats it literally, so that SQLite and Postgres both see the index applies."""
+
+DELAYED_SQL = f"status = '{RunStatus.DELAYED.value}'"
+"""Runs waiting for their time: indexed by ``available_at`` to find the due ones."""
 
 CLAIM_INDEX = "ix_agentflow_runs_claim_rank"
-"""Claimable runs in claim order (a partial index on ``CLAIM_RANK_SQL``)."""
+"""Queued runs in claim order (a partial index on ``CLAIM_RANK_SQL``)."""
+
+DELAYED_INDEX = "ix_agentflow_runs_delayed"
+"""Delayed runs by the time they are due (a partial index on ``available_at``)."""
 
 CLAIM_RANK_SQL = "available_at - priority * priority_aging"
 """Claim order, earliest first: a run ranks as if it had been queued ``priority_aging``
@@ -72,8 +81,14 @@ class RunRow(SQLModel, table=True):
             CLAIM_INDEX,
             "claim_rank",
             "available_at",
-            postgresql_where=sa.text(CLAIMABLE_SQL),
-            sqlite_where=sa.text(CLAIMABLE_SQL),
+            postgresql_where=sa.text(QUEUED_SQL),
+            sqlite_where=sa.text(QUEUED_SQL),
+        ),
+        sa.Index(
+            DELAYED_INDEX,
+            "available_at",
+            postgresql_where=sa.text(DELAYED_SQL),
+            sqlite_where=sa.text(DELAYED_SQL),
         ),
     )
 

@@ -24,10 +24,12 @@ from .statements import (
     PENDING,
     RUN_BY_KEY,
     TERMINAL_VALUES,
+    WAITING_ON,
 )
 from .tables import runs, waitpoints
 
 __all__ = [
+    "DriverStatement",
     "any_satisfied",
     "cancel_requested",
     "cancel_tree",
@@ -57,32 +59,51 @@ def matches(pattern: Any, value: Any) -> bool:
     return bool(pattern == value)
 
 
-_HOT_SQL: dict[str, tuple[str, tuple[str, ...] | None]] = {}
+class DriverStatement:
+    """A statement run once per step or per claim, handed straight to the driver.
+
+    It skips SQLAlchemy's execution layer (about a third of the time per step for the
+    journal insert): the SQL is compiled once per dialect, so it may not use expanding
+    parameters, and the parameters must be plain str/int/float/None, which need no type
+    processing.
+    """
+
+    def __init__(self, statement: sa.Executable) -> None:
+        self.statement = statement
+        self._compiled: dict[str, tuple[str, tuple[str, ...] | None]] = {}
+
+    def execute(self, conn: Connection, params: dict[str, Any]) -> Any:
+        """Run it; the DBAPI cursor, which the caller must close."""
+        dialect = conn.dialect
+        compiled = self._compiled.get(dialect.name)
+        if compiled is None:
+            statement = self.statement.compile(dialect=dialect)  # type: ignore[attr-defined]
+            positions = statement.positiontup if dialect.paramstyle == "qmark" else None
+            compiled = (str(statement), tuple(positions) if positions else None)
+            self._compiled[dialect.name] = compiled
+        sql, order = compiled
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql, params if order is None else tuple(params[k] for k in order))
+        except BaseException:
+            cursor.close()
+            raise
+        return cursor
+
+
+_JOURNAL_STEP = DriverStatement(INSERT_STEP_FENCED)
 
 
 def journal_step(conn: Connection, params: dict[str, Any]) -> bool:
-    """Run ``INSERT_STEP_FENCED``; False when this worker no longer holds the run.
-
-    This runs once per step, so it skips SQLAlchemy's execution layer and hands the SQL,
-    compiled once per dialect, straight to the driver (about a third of the time per step).
-    All parameters are plain str/int/float/None, which need no type processing.
-    """
-    dialect = conn.dialect
-    compiled = _HOT_SQL.get(dialect.name)
-    if compiled is None:
-        statement = INSERT_STEP_FENCED.compile(dialect=dialect)
-        positions = statement.positiontup if dialect.paramstyle == "qmark" else None
-        compiled = (str(statement), tuple(positions) if positions else None)
-        _HOT_SQL[dialect.name] = compiled
-    sql, order = compiled
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    """Run ``INSERT_STEP_FENCED``; False when this worker no longer holds the run."""
     try:
-        cursor.execute(sql, params if order is None else tuple(params[k] for k in order))
-        return cursor.fetchone() is not None
-    except dialect.loaded_dbapi.IntegrityError:
+        cursor = _JOURNAL_STEP.execute(conn, params)
+    except conn.dialect.loaded_dbapi.IntegrityError:
         # The slot is taken: an execution whose lease lapsed while it was writing journaled
         # this step first. The journal entry stands; this execution yields.
         return False
+    try:
+        return cursor.fetchone() is not None
     finally:
         cursor.close()
 
@@ -282,17 +303,7 @@ def finish(
     # is not its child. The waiting runs are locked first (in id order), so that children of
     # one batch finishing at the same time see each other's resolutions and exactly one of
     # them wakes the parent (no write skew under READ COMMITTED).
-    waiting = sorted(
-        conn.execute(
-            sa.select(waitpoints.c.run_id)
-            .where(
-                waitpoints.c.kind == "child",
-                waitpoints.c.target == run_id,
-                waitpoints.c.status == PENDING,
-            )
-            .distinct()
-        ).scalars()
-    )
+    waiting = sorted(conn.execute(WAITING_ON, {"_target": run_id}).scalars())
     if not waiting:
         return [], finished
     conn.execute(

@@ -1,5 +1,6 @@
-"""Claim order held by an index: runs.priority_aging, the computed runs.claim_rank, and a
-partial index of claimable runs on it (replacing the (status, available_at) index)
+"""Claim order held by an index: runs.priority_aging, the computed runs.claim_rank, a partial
+index of queued runs on it and one of delayed runs on available_at (replacing the
+(status, available_at) index)
 
 Revision ID: 0004
 Revises: 0003
@@ -17,7 +18,8 @@ branch_labels = None
 depends_on = None
 
 # Frozen copies: a migration must not change when the models do.
-_CLAIMABLE = "status IN ('queued', 'delayed')"
+_QUEUED = "status = 'queued'"
+_DELAYED = "status = 'delayed'"
 _RANK = "available_at - priority * priority_aging"
 
 
@@ -39,12 +41,20 @@ def upgrade() -> None:
         "ix_agentflow_runs_claim_rank",
         "agentflow_runs",
         ["claim_rank", "available_at"],
-        postgresql_where=sa.text(_CLAIMABLE),
-        sqlite_where=sa.text(_CLAIMABLE),
+        postgresql_where=sa.text(_QUEUED),
+        sqlite_where=sa.text(_QUEUED),
+    )
+    op.create_index(
+        "ix_agentflow_runs_delayed",
+        "agentflow_runs",
+        ["available_at"],
+        postgresql_where=sa.text(_DELAYED),
+        sqlite_where=sa.text(_DELAYED),
     )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_agentflow_runs_delayed", table_name="agentflow_runs")
     op.drop_index("ix_agentflow_runs_claim_rank", table_name="agentflow_runs")
     op.create_index("ix_agentflow_runs_claim", "agentflow_runs", ["status", "available_at"])
     with op.batch_alter_table("agentflow_runs") as batch_op:
