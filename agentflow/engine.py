@@ -234,14 +234,15 @@ class Engine:
         value = wf.validate_payload(payload)
         await self.start()
         now = self.clock()
-        available = now
-        if delay is not None:
-            available = now + (seconds(delay) or 0.0)
+        # The bound is checked on the delay itself: ``now + delay - now`` may round above it.
+        ahead = seconds(delay) or 0.0
+        available = now + ahead
         if run_at is not None:
             if run_at.tzinfo is None:
                 raise ValueError("run_at needs a timezone-aware datetime")
             available = run_at.timestamp()
-        if not (math.isfinite(available) and available - now <= MAX_DELAY):
+            ahead = available - now
+        if not (math.isfinite(ahead) and ahead <= MAX_DELAY):
             raise ValueError(f"delay/run_at must be finite and at most {MAX_DELAY:.0f}s ahead")
         key_ttl = seconds(idempotency_ttl) if idempotency_ttl is not None else self.idempotency_ttl
         time_to_live = seconds(ttl) if ttl is not None else wf.ttl

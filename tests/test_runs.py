@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -21,6 +22,7 @@ from agentflow import (
     WorkflowNotFoundError,
     workflow,
 )
+from agentflow.limits import MAX_DELAY
 
 from ._support import eventually, running_worker
 
@@ -202,6 +204,21 @@ async def test_delayed_runs_wait_for_their_time(make_engine: Callable[..., Engin
         assert (await engine.get_run(at.id)).status is RunStatus.DELAYED
         await engine.cancel(later.id)
         await engine.cancel(at.id)
+
+
+async def test_the_longest_delay_is_accepted_at_any_clock(
+    make_engine: Callable[..., Engine],
+) -> None:
+    clock = FakeClock()
+    clock.now = 1756638669.428207  # here (now + MAX_DELAY) - now rounds above MAX_DELAY
+    assert (clock.now + MAX_DELAY) - clock.now > MAX_DELAY
+    engine = make_engine([busy], clock=clock)
+    handle = await engine.trigger(busy, delay=MAX_DELAY)
+    assert (await engine.get_run(handle.id)).status is RunStatus.DELAYED
+    with pytest.raises(ValueError, match="at most"):
+        await engine.trigger(busy, delay=MAX_DELAY * 1.000001)
+    with pytest.raises(ValueError, match="finite"):
+        await engine.trigger(busy, delay=math.inf)
 
 
 async def test_list_runs_filters_and_pages(make_engine: Callable[..., Engine]) -> None:
