@@ -71,6 +71,8 @@ class _Call:
     result: Any = None
     error: BaseException | None = None
     done: threading.Event | None = field(default=None)
+    one_statement: bool = False
+    """The job writes with one statement (which is atomic on its own)."""
 
 
 def _deliver(call: _Call) -> None:
@@ -93,8 +95,11 @@ class _Lane:
         threads: int,
         max_batch: int,
         before_commit: Callable[[Connection], None],
+        *,
+        autocommit_alone: bool = False,
     ) -> None:
         self._queue: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._autocommit_alone = autocommit_alone
         self._engine = engine
         self._before_commit = before_commit
         self._max_batch = max_batch
@@ -175,6 +180,8 @@ class _Lane:
 
     def _execute(self, conn: Connection, batch: list[_Call]) -> bool:
         """Run the jobs in one transaction; False if it failed (errors set on the calls)."""
+        if self._autocommit_alone and len(batch) == 1 and batch[0].one_statement:
+            return self._execute_alone(conn, batch[0])
         try:
             with conn.begin():
                 for call in batch:
@@ -188,6 +195,34 @@ class _Lane:
             for call in batch:
                 call.error = exc
             return False
+        return True
+
+    def _execute_alone(self, conn: Connection, call: _Call) -> bool:
+        """Run a one-statement job with the driver in autocommit mode: its statement commits
+        by itself, sparing the BEGIN and COMMIT round trips (on Postgres, about half the time
+        of a step write when steps come one at a time). Batched, the same job shares the
+        batch's transaction instead."""
+        raw: Any = conn.connection.dbapi_connection
+        try:
+            raw.autocommit = True
+            call.result = call.fn(conn)
+            if conn.in_transaction():  # SQLAlchemy autobegan, but the driver sent no BEGIN
+                conn.commit()
+            if conn.info.pop(CLAIMABLE_FLAG, False):
+                self._before_commit(conn)
+        except Exception as exc:  # delivered to the caller
+            conn.info.pop(CLAIMABLE_FLAG, None)
+            if conn.in_transaction() or conn.invalidated:
+                conn.rollback()
+            call.error = exc
+            return False
+        finally:
+            try:
+                raw.autocommit = False
+            except Exception:
+                # A connection left in autocommit would split the next batch's transaction:
+                # drop it (the lane reconnects).
+                conn.invalidate()
         return True
 
 
@@ -230,21 +265,29 @@ class Database:
                     else:
                         writer = self.dialect.engine(write=True)
                         reader = self.dialect.engine(write=False)
-                        self._writer = _Lane("w", writer, self._pool_size, 32, notify)
+                        self._writer = _Lane(
+                            "w", writer, self._pool_size, 32, notify, autocommit_alone=True
+                        )
                         self._reader = _Lane("r", reader, 2, 1, notify)
         return self._writer, self._reader
 
-    async def write(self, fn: Callable[[Connection], T]) -> T:
-        """Run ``fn`` in a write transaction on a database thread and return its result."""
-        return await self._submit(self._lanes()[0], fn)
+    async def write(self, fn: Callable[[Connection], T], *, one_statement: bool = False) -> T:
+        """Run ``fn`` in a write transaction on a database thread and return its result.
+
+        ``one_statement``: ``fn`` writes with a single statement, so where the database
+        allows, it may run without an explicit transaction when nothing else is waiting.
+        """
+        return await self._submit(self._lanes()[0], fn, one_statement)
 
     async def read(self, fn: Callable[[Connection], T]) -> T:
         return await self._submit(self._lanes()[1], fn)
 
-    async def _submit(self, lane: _Lane, fn: Callable[[Connection], T]) -> T:
+    async def _submit(
+        self, lane: _Lane, fn: Callable[[Connection], T], one_statement: bool = False
+    ) -> T:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
-        lane.submit(_Call(fn, loop, fut))
+        lane.submit(_Call(fn, loop, fut, one_statement=one_statement))
         return await fut
 
     def write_blocking(self, fn: Callable[[Connection], T]) -> T:

@@ -310,7 +310,9 @@ class Store:
                 raise CancelRequested(run_id)
             tx.write_side_rows(conn, logs, errors, run_id, metadata)
 
-        await self.db.write(job)
+        # The common case, a step and nothing else, is the one fenced insert.
+        alone = single and not (children or logs or errors or metadata is not None)
+        await self.db.write(job, one_statement=alone)
 
     async def save_pending(
         self,
