@@ -170,8 +170,13 @@ class _PendingRows:
         if not ctx._has_pending:
             return [], [], None
         await ctx._side_lock.acquire()
+        try:
+            taken = ctx._drain()
+        except BaseException:
+            ctx._side_lock.release()
+            raise
         self._locked = True
-        return ctx._drain()
+        return taken
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self._locked:

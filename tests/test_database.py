@@ -10,6 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from agentflow import Engine
+from agentflow.storage.database import Database
+from agentflow.storage.transactions import claimable
 
 pytestmark = pytest.mark.anyio
 
@@ -47,3 +49,23 @@ async def test_a_write_after_a_one_statement_write_is_still_one_transaction(
     with pytest.raises(Boom):
         await db.write(half_then_fail)
     assert await db.read(lambda conn: conn.execute(_COUNT).scalar()) == 3
+
+
+async def test_a_one_statement_write_that_wakes_workers_leaves_the_thread_usable(
+    make_engine: Callable[..., Engine],
+) -> None:
+    engine = make_engine()
+    await engine.start()
+    db = Database(engine.db.url, pool_size=1)  # one writer thread: the next writes use it
+
+    def insert_and_wake(conn: Connection) -> None:
+        conn.execute(_INSERT, {"n": "probe-wake"})
+        claimable(conn)  # a NOTIFY after the statement, on Postgres
+
+    try:
+        await db.write(insert_and_wake, one_statement=True)
+        for n in range(3):
+            await db.write(lambda conn, n=n: conn.execute(_INSERT, {"n": f"probe-{n}"}) and None)
+        assert await db.read(lambda conn: conn.execute(_COUNT).scalar()) == 4
+    finally:
+        db.close()

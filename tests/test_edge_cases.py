@@ -163,3 +163,26 @@ async def test_a_string_payload_is_a_string_not_json(make_engine: Callable[..., 
         assert await (await engine.trigger(greet, "bob")).result(timeout=10) == "hello bob"
         handle = await engine.trigger(greet, '{"looks": "like json"}')
         assert await handle.result(timeout=10) == 'hello {"looks": "like json"}'
+
+
+async def _one() -> int:
+    return 1
+
+
+@workflow(id="mutates_metadata")
+async def mutates_metadata(ctx: RunContext) -> str:
+    items: list[object] = []
+    ctx.metadata.set("items", items)  # checked here: an empty list is JSON
+    items.append(object())  # changed afterwards: saving it with the next write fails
+    await ctx.step("one", _one)
+    return "done"
+
+
+async def test_metadata_that_cannot_be_saved_fails_the_run_instead_of_wedging_it(
+    make_engine: Callable[..., Engine],
+) -> None:
+    engine = make_engine([mutates_metadata])
+    async with running_worker(engine, lease=60):
+        run = await engine.wait((await engine.trigger(mutates_metadata)).id, timeout=10)
+    assert run.status is RunStatus.FAILED
+    assert run.attempt == 1

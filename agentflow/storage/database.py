@@ -206,15 +206,19 @@ class _Lane:
         try:
             raw.autocommit = True
             call.result = call.fn(conn)
-            if conn.in_transaction():  # SQLAlchemy autobegan, but the driver sent no BEGIN
-                conn.commit()
             if conn.info.pop(CLAIMABLE_FLAG, False):
                 self._before_commit(conn)
+            if conn.in_transaction():  # SQLAlchemy autobegan, but the driver sent no BEGIN
+                conn.commit()
         except Exception as exc:  # delivered to the caller
-            conn.info.pop(CLAIMABLE_FLAG, None)
-            if conn.in_transaction() or conn.invalidated:
-                conn.rollback()
             call.error = exc
+            # Close SQLAlchemy's side first: an invalidated connection refuses everything
+            # (even its info) until rolled back.
+            with contextlib.suppress(Exception):
+                if conn.in_transaction() or conn.invalidated:
+                    conn.rollback()
+            with contextlib.suppress(Exception):
+                conn.info.pop(CLAIMABLE_FLAG, None)
             return False
         finally:
             try:
