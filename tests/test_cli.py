@@ -459,7 +459,7 @@ async def test_sigterm_hands_back_a_run_after_the_grace(
 
 
 async def test_dev_runs_worker_and_prints_the_database(cli: CLI, db_url: str) -> None:
-    async with cli.background("dev", APP) as dev:
+    async with cli.background("dev", APP, "--port", "0") as dev:  # 8000 may be taken
         await dev.expect("ready")
         assert db_url in dev.output
         assert "trigger" in dev.output  # the hint
