@@ -357,7 +357,9 @@ async def test_logs_of_a_long_step_are_visible_while_it_runs(
         await ctx.step("long", long_step)
 
     engine = make_engine([chatty])
-    async with running_worker(engine, lease=0.3):
+    # Heartbeats (every lease/3) flush the logs of running steps. A lease much shorter than
+    # this could lapse on a busy machine, and the reclaimed run would rightly log again.
+    async with running_worker(engine, lease=1.5):
         handle = await engine.trigger(chatty)
         (entry,) = await eventually(lambda: engine.get_logs(handle.id), what="log line")
         assert (entry.message, entry.fields, entry.seq) == ("working", {"pct": 50}, 1)
