@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -13,6 +14,16 @@ from agentflow import Engine, Worker
 from agentflow.storage.tables import metadata
 
 T = TypeVar("T")
+
+
+class FakeClock:
+    """An engine clock: real time plus an offset the test moves forward."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
 
 
 def reset_postgres(url: str) -> None:

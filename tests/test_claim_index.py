@@ -18,6 +18,8 @@ from sqlalchemy.engine import Connection
 
 from agentflow import Engine, RunContext, RunStatus, workflow
 
+from ._support import FakeClock
+
 pytestmark = pytest.mark.anyio
 
 _PG_TYPES = {float: "float8", int: "int8", str: "text", bool: "boolean"}
@@ -32,14 +34,6 @@ def _literal(value: object) -> str:
 @workflow(id="work")
 async def work(ctx: RunContext) -> None:
     return None
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
 
 
 def _explain(postgres: bool, statement: str, parameters: Any) -> Callable[[Connection], str]:

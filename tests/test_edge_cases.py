@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -12,19 +11,11 @@ import pytest
 
 from agentflow import Engine, RunContext, RunStatus, workflow
 
-from ._support import eventually, running_worker
+from ._support import FakeClock, eventually, running_worker
 
 pytestmark = pytest.mark.anyio
 
 effects: list[str] = []
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
 
 
 @workflow(id="two_steps")

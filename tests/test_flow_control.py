@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -13,7 +12,7 @@ import pytest
 from agentflow import Engine, RunContext, RunStatus, workflow
 from agentflow.flow import Queue, RateLimit
 
-from ._support import eventually, running_worker
+from ._support import FakeClock, eventually, running_worker
 
 pytestmark = pytest.mark.anyio
 
@@ -50,14 +49,6 @@ gauge = Gauge()
 @workflow(id="keyed", concurrency_key="default", concurrency_limit=2)
 async def keyed(ctx: RunContext, payload: dict[str, str]) -> None:
     await ctx.step("hold", gauge.hold, payload["key"])
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
 
 
 @asynccontextmanager
